@@ -1,0 +1,33 @@
+"""Denoisers: the protocol, networks, classical filters and exact MMSE denoisers.
+
+``ARCHITECTURES`` maps the architecture names written in model cards to their classes; a card's
+``config`` holds the constructor arguments, so ``build(name, config)`` rebuilds the network.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Denoiser, ResidualNetwork, as_sigma
+from .cnn import DnCNN
+from .layers import BFNorm2d
+from .unet import UNet
+
+ARCHITECTURES: dict[str, type[Denoiser]] = {"dncnn": DnCNN, "unet": UNet}
+
+
+def register(name: str, cls: type[Denoiser]) -> type[Denoiser]:
+    """Make an architecture loadable from model cards under ``name``."""
+    ARCHITECTURES[name] = cls
+    return cls
+
+
+def build(architecture: str, config: dict[str, Any]) -> Denoiser:
+    """Instantiate ``ARCHITECTURES[architecture](**config)`` with a clear error for unknown names."""
+    try:
+        cls = ARCHITECTURES[architecture]
+    except KeyError:
+        raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}") from None
+    return cls(**config)
+
+
+__all__ = ["ARCHITECTURES", "BFNorm2d", "Denoiser", "DnCNN", "ResidualNetwork", "UNet", "as_sigma", "build", "register"]

@@ -1,0 +1,118 @@
+"""ModelHandle: one denoiser on one device, shared safely between sessions.
+
+The handle owns the module (eval mode, parameters frozen), a re-entrant lock serialising access
+(so concurrent Panel sessions can share one model), and numpy <-> torch conversion so a caller
+can pass an (H, W) / (H, W, C) array or a (B, C, H, W) tensor and get the same kind back.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .denoisers.base import Denoiser, SigmaLike
+from .device import default_device
+
+ArrayOrTensor = np.ndarray | Tensor
+
+
+def image_to_tensor(image: np.ndarray, device: torch.device | str = "cpu", dtype=torch.float32) -> Tensor:
+    """(H, W) or (H, W, C) numpy image → (1, C, H, W) tensor."""
+    a = np.asarray(image)
+    if a.ndim == 2:
+        a = a[None]
+    elif a.ndim == 3:
+        a = np.moveaxis(a, -1, 0)
+    else:
+        raise ValueError(f"expected an (H, W) or (H, W, C) image, got shape {a.shape}")
+    return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)[None]
+
+
+def tensor_to_image(t: Tensor) -> np.ndarray:
+    """(1, C, H, W) tensor → (H, W) numpy image when C = 1, else (H, W, C); float32."""
+    if t.ndim != 4 or t.shape[0] != 1:
+        raise ValueError(f"expected a (1, C, H, W) tensor, got shape {tuple(t.shape)}")
+    a = t[0].detach().to("cpu", torch.float32).numpy()
+    return a[0] if a.shape[0] == 1 else np.moveaxis(a, 0, -1)
+
+
+class ModelHandle:
+    """A denoiser placed on a device, frozen, in eval mode, behind a lock.
+
+    ``denoise(y)`` = x̂(y) and ``residual(y)`` = y − x̂(y) accept a (B, C, H, W) tensor (returned as a
+    tensor on the caller's device) or a numpy (H, W) / (H, W, C) image (returned as an array).
+    ``model`` is the underlying differentiable :class:`Denoiser` for autograd-based analyses; hold
+    ``lock`` while using it from several threads.
+    """
+
+    def __init__(
+        self,
+        model: Denoiser,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+        card: dict[str, Any] | None = None,
+        name: str | None = None,
+    ):
+        self.device = torch.device(device) if device is not None else default_device()
+        self.dtype = dtype
+        self.model = model.to(self.device, dtype).eval()
+        self.model.requires_grad_(False)
+        self.card = card or {}
+        self.name = name or self.card.get("name") or type(model).__name__
+        self.lock = threading.RLock()
+
+    # --- flags of the wrapped denoiser
+    @property
+    def blind(self) -> bool:
+        return self.model.blind
+
+    @property
+    def bias_free(self) -> bool:
+        return self.model.bias_free
+
+    @property
+    def channels(self) -> int:
+        return self.model.channels
+
+    def __repr__(self) -> str:
+        return f"ModelHandle({self.name!r}, device={self.device}, blind={self.blind}, bias_free={self.bias_free})"
+
+    # --- conversions
+    def to_tensor(self, y: ArrayOrTensor) -> Tensor:
+        """An array image or a tensor batch → a (B, C, H, W) tensor on the model's device and dtype."""
+        if isinstance(y, Tensor):
+            if y.ndim != 4:
+                raise ValueError(f"expected a (B, C, H, W) tensor, got shape {tuple(y.shape)}")
+            t = y.to(self.device, self.dtype)
+        else:
+            t = image_to_tensor(y, self.device, self.dtype)
+        if t.shape[1] != self.channels:
+            raise ValueError(f"{self.name} takes {self.channels}-channel images, got {t.shape[1]} channels")
+        return t
+
+    def _apply(self, fn, y: ArrayOrTensor, sigma: SigmaLike) -> ArrayOrTensor:
+        t = self.to_tensor(y)
+        if isinstance(sigma, Tensor):
+            sigma = sigma.to(self.device, self.dtype)
+        with self.lock, torch.no_grad():
+            out = fn(t, sigma)
+        if isinstance(y, Tensor):
+            return out.to(y.device, y.dtype if y.is_floating_point() else self.dtype)
+        return tensor_to_image(out)
+
+    # --- the protocol
+    def denoise(self, y: ArrayOrTensor, sigma: SigmaLike = None) -> ArrayOrTensor:
+        """x̂(y), the least-squares estimate of the clean image."""
+        return self._apply(self.model.forward, y, sigma)
+
+    def residual(self, y: ArrayOrTensor, sigma: SigmaLike = None) -> ArrayOrTensor:
+        """r(y) = y − x̂(y), the estimated noise (the step direction is f = −r)."""
+        return self._apply(self.model.residual, y, sigma)
+
+    def estimate_sigma(self, y: ArrayOrTensor, sigma: SigmaLike = None) -> Tensor:
+        """σ̂ per image, σ̂² = ‖r(y)‖² / N with N = C·H·W (a (B,) tensor)."""
+        r = self.residual(self.to_tensor(y), sigma)
+        return r.flatten(1).pow(2).mean(dim=1).sqrt()
