@@ -1,15 +1,16 @@
 # Two entry points: `make serve` runs the explorer, `make test` runs the test suite.
+# Both create .venv if it is missing and install what they need into it.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
 PORT ?= 5006
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: serve test install install-test clean
+.PHONY: serve test install install-test browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q $(TORCH_PIN)
@@ -17,16 +18,21 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q $(TORCH_PIN) -e '.[test]'
 	touch $@
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-serve: install
-	$(BIN)/panel serve apps/*.py --port $(PORT) --index main --static-dirs assets=./docs
+# Browser tests drive Debian's chromium; install it when missing and we may (root).
+browser:
+	@test -x $(CHROMIUM) || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq chromium >/dev/null); } || \
+	  { echo "chromium missing: install it (apt-get install chromium) for the browser tests"; exit 1; }
 
-test: install-test
+serve: install
+	$(BIN)/panel serve apps/*.py --port $(PORT) --index main
+
+test: install-test browser
 	$(BIN)/python -m pytest -q
 
 clean:

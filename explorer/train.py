@@ -1,0 +1,270 @@
+"""Train a denoiser: ``python -m explorer.train --data DIR|dead-leaves|discs|calpha|mnist --name NAME ...``.
+
+Objective (least squares, which makes x̂ the MMSE estimate, hence Miyasawa's score identity):
+    L(θ) = E_{x, σ, z} ‖x̂_θ(x + σz) − x‖² / N,   σ ~ U[σ_min, σ_max] (or √σ uniform with --noise-dist sqrt).
+
+Every ``--checkpoint-every`` steps (and on Ctrl-C, and at the end) it writes the model
+``OUT/NAME.safetensors`` + card ``OUT/NAME.json`` and the resumable training state
+``OUT/training/NAME/{optimizer.safetensors,state.json}`` (safetensors + JSON only, never pickles);
+``--resume`` continues from that state. A JSON-lines log goes to ``OUT/training/NAME/log.jsonl``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from .checkpoints import PRETRAINED_DIR, save_model
+from .data import load_folder
+from .data.patches import PatchSampler
+from .denoisers import build
+
+
+def sample_sigmas(n: int, lo: float, hi: float, dist: str, gen: torch.Generator) -> torch.Tensor:
+    """σ per image: uniform on [lo, hi], or with √σ uniform on [√lo, √hi] (more weight on small σ)."""
+    u = torch.rand(n, generator=gen)
+    if dist == "uniform":
+        return lo + (hi - lo) * u
+    if dist == "sqrt":
+        return (math.sqrt(lo) + (math.sqrt(hi) - math.sqrt(lo)) * u) ** 2
+    raise ValueError(f"unknown noise distribution {dist!r} (uniform or sqrt)")
+
+
+def lr_at(step: int, total: int, lr: float, warmup: int = 200) -> float:
+    """Linear warm-up then cosine decay to 1% of ``lr`` at ``total`` steps."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    frac = min(1.0, (step - warmup) / max(1, total - warmup))
+    return lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def training_images(source: str, patch: int, seed: int) -> list[np.ndarray]:
+    """The images patches are cut from: a folder, or a synthetic / MNIST source by name."""
+    from .data import mnist, synthetic
+
+    n_synth = 4000
+    if source == "mnist":
+        return list(mnist.load_mnist(pad_to=32))
+    if source == "dead-leaves":
+        return [synthetic.dead_leaves(max(patch, 64), seed=seed + i) for i in range(n_synth // 8)]
+    if source == "discs":
+        return list(synthetic.random_discs(n_synth, patch, seed=seed))
+    if source == "calpha":
+        return list(synthetic.random_calpha(n_synth, patch, alpha=2.0, seed=seed))
+    return load_folder(source)
+
+
+def build_model(args: argparse.Namespace):
+    bias_free = not args.biased
+    if args.arch == "dncnn":
+        config = dict(channels=1, depth=args.depth, width=args.width, bias_free=bias_free)
+    elif args.arch == "unet":
+        config = dict(channels=1, width=args.width, levels=args.levels, convs_per_block=args.convs_per_block, bias_free=bias_free)
+    else:
+        raise ValueError(f"unknown architecture {args.arch!r}")
+    return build(args.arch, config)
+
+
+def validation_psnr(model, images: list[np.ndarray], sigma: float, seed: int = 0) -> float:
+    """Mean PSNR (dB, [0,1] range, output clamped) over ``images`` at noise ``sigma``, one fixed draw each."""
+    gen = torch.Generator().manual_seed(seed)
+    model.eval()
+    scores = []
+    with torch.no_grad():
+        for img in images:
+            x = torch.from_numpy(img)[None, None]
+            y = x + sigma * torch.randn(x.shape, generator=gen)
+            mse = torch.mean((model(y).clamp(0, 1) - x) ** 2).item()
+            scores.append(10 * math.log10(1.0 / mse))
+    model.train()
+    return float(np.mean(scores))
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    out = {}
+    for i, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            out[f"{i}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
+    return out
+
+
+def _load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    sd = opt.state_dict()
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, v in tensors.items():
+        i, k = key.split(".", 1)
+        state.setdefault(int(i), {})[k] = v
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+class Trainer:
+    """Holds model, optimizer, sampler and counters; saves/restores everything needed to resume."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.out = Path(args.out)
+        self.state_dir = self.out / "training" / args.name
+        torch.manual_seed(args.seed)
+        self.model = build_model(args)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=args.lr)
+        self.images = training_images(args.data, args.patch, args.seed)
+        self.sampler = PatchSampler(self.images, args.patch, batch_size=args.batch, seed=args.seed)
+        self.gen = torch.Generator().manual_seed(args.seed + 1)
+        self.step = 0
+        self.seconds = 0.0
+        self.history: list[dict[str, Any]] = []
+        self.val_images = [im[:128, :128] for im in load_folder(args.val)] if args.val else []
+
+    # --- persistence
+    def save(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        save_file(_optimizer_tensors(self.opt), str(self.state_dir / "optimizer.safetensors"))
+        rng = {"noise_gen": self.gen.get_state(), "patch_gen": self.sampler.state_dict()["generator"]}
+        save_file(rng, str(self.state_dir / "rng.safetensors"))
+        state = {
+            "step": self.step,
+            "seconds": self.seconds,
+            "args": vars(self.args),
+            "history": self.history,
+        }
+        (self.state_dir / "state.json").write_text(json.dumps(state, indent=1) + "\n")
+        a = self.args
+        save_model(
+            self.model.eval(),
+            a.arch,
+            self.out,
+            a.name,
+            output="denoised",
+            training={
+                "data": a.data,
+                "noise": {"distribution": a.noise_dist, "sigma_min": a.sigma_min, "sigma_max": a.sigma_max, "units": "[0,1] image range"},
+                "patch": a.patch,
+                "batch": a.batch,
+                "optimizer": f"Adam lr {a.lr}, warm-up + cosine decay over {a.steps} steps",
+                "steps": self.step,
+                "cpu_hours": round(self.seconds / 3600, 3),
+                "seed": a.seed,
+                "command": "python -m explorer.train " + " ".join(sys.argv[1:]) if sys.argv[1:] else "",
+                "history": self.history,
+            },
+            metrics={},
+        )
+        self.model.train()
+
+    def restore(self) -> None:
+        state = json.loads((self.state_dir / "state.json").read_text())
+        from .checkpoints import load_denoiser
+
+        model, _ = load_denoiser(self.out / f"{self.args.name}.json")
+        self.model.load_state_dict(model.state_dict())
+        _load_optimizer_tensors(self.opt, load_file(str(self.state_dir / "optimizer.safetensors")))
+        rng = load_file(str(self.state_dir / "rng.safetensors"))
+        self.gen.set_state(rng["noise_gen"])
+        self.sampler.load_state_dict({"generator": rng["patch_gen"]})
+        self.step, self.seconds, self.history = state["step"], state["seconds"], state["history"]
+
+    # --- the loop
+    def train_step(self) -> tuple[float, float]:
+        a = self.args
+        x = self.sampler.sample(a.batch)
+        sigma = sample_sigmas(a.batch, a.sigma_min, a.sigma_max, a.noise_dist, self.gen).view(-1, 1, 1, 1)
+        y = x + sigma * torch.randn(x.shape, generator=self.gen)
+        for g in self.opt.param_groups:
+            g["lr"] = lr_at(self.step, a.steps, a.lr)
+        x_hat = self.model(y)
+        loss = torch.mean((x_hat - x) ** 2)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.step += 1
+        mse = loss.item()
+        return mse, 10 * math.log10(1.0 / max(mse, 1e-12))
+
+    def run(self) -> None:
+        a = self.args
+        deadline = time.monotonic() + a.budget_minutes * 60 if a.budget_minutes else math.inf
+        self.model.train()
+        bar = tqdm(total=a.steps, initial=self.step, desc=a.name, dynamic_ncols=True, disable=a.quiet)
+        log = (self.state_dir / "log.jsonl")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            while self.step < a.steps and time.monotonic() < deadline:
+                t0 = time.perf_counter()
+                loss, p = self.train_step()
+                self.seconds += time.perf_counter() - t0
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.2e}", psnr=f"{p:.2f}")
+                if self.step % a.log_every == 0:
+                    with log.open("a") as f:
+                        f.write(json.dumps({"step": self.step, "loss": loss, "train_psnr": p, "seconds": round(self.seconds, 1)}) + "\n")
+                if self.step % a.checkpoint_every == 0:
+                    self.checkpoint()
+        except KeyboardInterrupt:
+            bar.write("interrupted: saving a checkpoint")
+        finally:
+            bar.close()
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        if self.val_images:
+            entry = {"step": self.step, "cpu_hours": round(self.seconds / 3600, 3)}
+            for s in self.args.val_sigmas:
+                entry[f"psnr_sigma{s:g}"] = round(validation_psnr(self.model, self.val_images, s / 255), 3)
+            if not self.history or self.history[-1]["step"] != self.step:
+                self.history.append(entry)
+        self.save()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m explorer.train", description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="image folder, or one of: dead-leaves, discs, calpha, mnist")
+    p.add_argument("--name", required=True)
+    p.add_argument("--out", default=str(PRETRAINED_DIR))
+    p.add_argument("--arch", default="unet", choices=["unet", "dncnn"])
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--depth", type=int, default=20, help="DnCNN convolutions")
+    p.add_argument("--levels", type=int, default=4, help="UNet resolutions")
+    p.add_argument("--convs-per-block", type=int, default=2)
+    p.add_argument("--biased", action="store_true", help="the biased twin (conv bias + BatchNorm)")
+    p.add_argument("--sigma-min", type=float, default=0.0, help="in [0,1] image units")
+    p.add_argument("--sigma-max", type=float, default=0.4)
+    p.add_argument("--noise-dist", default="uniform", choices=["uniform", "sqrt"])
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--patch", type=int, default=48)
+    p.add_argument("--steps", type=int, default=20000, help="total steps (the lr schedule spans them)")
+    p.add_argument("--budget-minutes", type=float, default=0.0, help="stop (with a checkpoint) after this wall time")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--val", default="", help="folder of validation images (center 128×128 crops), e.g. Set12")
+    p.add_argument("--val-sigmas", type=lambda s: [float(v) for v in s.split(",")], default=[25.0, 50.0], help="8-bit units")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    trainer = Trainer(args)
+    if args.resume:
+        if not (trainer.state_dir / "state.json").is_file():
+            print(f"error: nothing to resume in {trainer.state_dir}", file=sys.stderr)
+            return 2
+        trainer.restore()
+    trainer.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
