@@ -112,6 +112,15 @@ class ModelHandle:
         """r(y) = y − x̂(y), the estimated noise (the step direction is f = −r)."""
         return self._apply(self.model.residual, y, sigma)
 
+    def nll(self, x: ArrayOrTensor) -> Tensor:
+        """−log p(x) in nats per image, a (B,) tensor, for models that carry a normalized density."""
+        if not callable(getattr(self.model, "nll", None)):
+            raise TypeError(f"{self.name} ({type(self.model).__name__}) has no normalized density: nll needs an energy model")
+        t = self.to_tensor(x)
+        with self.lock, torch.no_grad():
+            out = self.model.nll(t)
+        return out.to(x.device) if isinstance(x, Tensor) else out.cpu()
+
     def estimate_sigma(self, y: ArrayOrTensor, sigma: SigmaLike = None) -> Tensor:
         """σ̂ per image, σ̂² = ‖r(y)‖² / N with N = C·H·W (a (B,) tensor)."""
         r = self.residual(self.to_tensor(y), sigma)

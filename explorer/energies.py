@@ -1,0 +1,407 @@
+"""Energies (−log p) of every image of a data set under an energy model, cached on disk.
+
+    python -m explorer.energies MODEL --data DIR|builtin|mnist|patches:DIR --out FILE.{npz,json}
+
+For each image x: NLL(x) = U(x, t_min) + log Z in nats (the model's :meth:`nll`; a model not yet
+normalized gives the relative energy U(x, t_min), flagged ``normalized = False``), also in bits/dim
+and dB/dim (see :mod:`explorer.energy`). Around them: summary statistics, a histogram with a
+maximum-likelihood Gumbel fit, the images at chosen percentiles and the extremes, and reference
+energies of constant images at each gray level and of uniform-noise images.
+
+Cache: ``$EXPLORER_ENERGY_CACHE`` or ``~/.cache/denoiser-explorer/energies/<model sha>-<source hash>.npz``,
+the model sha over its weights (log Z included), the source hash over the data description. Each
+entry is keyed by its file's path, size and modification time (and index or patch position), so
+re-running is instant and only changed or new files are recomputed. Unreadable or unusable files
+are reported (message and stderr), never silently dropped.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import optimize, stats
+from tqdm import tqdm
+
+from .data import builtin, files, mnist
+from .energy import bits_per_dim, db_per_dim
+
+EULER_GAMMA = 0.5772156649015329
+DEFAULT_PERCENTILES = (1.0, 5.0, 25.0, 50.0, 75.0, 95.0, 99.0)
+UNITS = ("nats", "nats/dim", "bits/dim", "dB/dim")
+
+
+@dataclass
+class Item:
+    """One image of a data set: a cache key (changes when the file changes), a label, a loader."""
+
+    key: str
+    label: str
+    load: Callable[[], np.ndarray]
+
+
+@dataclass
+class EnergyReport:
+    """Energies of a data set; ``values`` in nats per image, ``dims`` = C·H·W of each image."""
+
+    labels: list[str]
+    values: np.ndarray
+    dims: np.ndarray
+    normalized: bool
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    cached: int = 0
+
+    def in_unit(self, unit: str = "bits/dim") -> np.ndarray:
+        """The energies in ``unit``: nats (per image), nats/dim, bits/dim or dB/dim."""
+        if unit == "nats":
+            return self.values
+        if unit == "nats/dim":
+            return self.values / self.dims
+        if unit == "bits/dim":
+            return np.asarray(bits_per_dim(self.values, self.dims))
+        if unit == "dB/dim":
+            return np.asarray(db_per_dim(self.values, self.dims))
+        raise ValueError(f"unknown unit {unit!r}; one of {UNITS}")
+
+
+# --------------------------------------------------------------------------- sources
+def _file_key(path: Path) -> str:
+    st = path.stat()
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def folder_items(folder: str | Path, gray: bool = True) -> list[Item]:
+    return [Item(_file_key(p), p.name, lambda p=p: files.load_image(p, gray=gray)) for p in files.list_images(folder)]
+
+
+def builtin_items(size: int | None = None, gray: bool = True) -> list[Item]:
+    out = []
+    for name in builtin.BUILTIN_IMAGES:
+        path = builtin.builtin_path(name)
+        out.append(Item(f"{_file_key(path)}|{size}", name, lambda name=name: builtin.builtin_image(name, size)))
+    return out
+
+
+def mnist_items(path: str | Path | None = None) -> list[Item]:
+    p = Path(path) if path else mnist.default_mnist_path()
+    digits = mnist.load_mnist(p, pad_to=32)
+    base = _file_key(p)
+    return [Item(f"{base}|{i}", f"mnist[{i}]", lambda i=i: digits[i]) for i in range(len(digits))]
+
+
+def patch_items(folder: str | Path, size: int, per_image: int, gray: bool = True) -> list[Item]:
+    """Non-overlapping size×size tiles of every image of ``folder`` (up to ``per_image``, evenly spread)."""
+    out = []
+    for p in files.list_images(folder):
+        try:
+            img = files.load_image(p, gray=gray)
+        except files.ImageFileError as e:
+            out.append(Item(_file_key(p), p.name, lambda e=e: (_ for _ in ()).throw(e)))  # reported at compute time
+            continue
+        tiles = [(r, c) for r in range(0, img.shape[0] - size + 1, size) for c in range(0, img.shape[1] - size + 1, size)]
+        chosen = [tiles[i] for i in np.unique(np.linspace(0, len(tiles) - 1, min(per_image, len(tiles))).round().astype(int))] if tiles else []
+        for r, c in chosen:
+            out.append(Item(f"{_file_key(p)}|{r},{c}|{size}", f"{p.name}@{r},{c}", lambda img=img, r=r, c=c: img[r:r + size, c:c + size]))
+    return out
+
+
+def items_for(source: str, gray: bool = True, size: int | None = None, patch: int = 32, per_image: int = 16) -> list[Item]:
+    """``mnist``, ``builtin`` (optionally resized to ``size``), ``patches:DIR`` or a folder path."""
+    if source == "mnist":
+        return mnist_items()
+    if source == "builtin":
+        return builtin_items(size, gray)
+    if source.startswith("patches:"):
+        return patch_items(source.split(":", 1)[1], patch, per_image, gray)
+    return folder_items(source, gray)
+
+
+# --------------------------------------------------------------------------- the cache
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 over the names, shapes and bytes of the model's state dict (weights and buffers)."""
+    h = hashlib.sha256(type(model).__name__.encode())
+    for name, t in sorted(model.state_dict().items()):
+        a = t.detach().to("cpu").contiguous()
+        h.update(f"{name}{tuple(a.shape)}{a.dtype}".encode())
+        h.update(a.numpy().tobytes() if a.dtype != torch.bfloat16 else a.float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("EXPLORER_ENERGY_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "denoiser-explorer" / "energies"
+
+
+def cache_path(model: torch.nn.Module, source: str) -> Path:
+    src = hashlib.sha256(source.encode()).hexdigest()[:16]
+    return cache_dir() / f"{model_fingerprint(model)[:16]}-{src}.npz"
+
+
+def _read_cache(path: Path) -> dict[str, tuple[float, int]]:
+    """key → (nats, d) from a cache file; an unreadable cache is reported and ignored."""
+    if not path.is_file():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: (float(v), int(d)) for k, v, d in zip(z["keys"].tolist(), z["values"], z["dims"])}
+    except (OSError, ValueError, KeyError) as e:
+        print(f"warning: ignoring unreadable energy cache {path} ({e})", file=sys.stderr)
+        return {}
+
+
+def _write_cache(path: Path, entries: dict[str, tuple[float, int]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, keys=np.array(list(entries), dtype=str), values=np.array([v for v, _ in entries.values()], dtype=np.float64),
+             dims=np.array([d for _, d in entries.values()], dtype=np.int64))
+    tmp.replace(path)
+
+
+# --------------------------------------------------------------------------- computing energies
+def _as_batch(images: Sequence[np.ndarray], channels: int) -> torch.Tensor:
+    a = np.stack([im if im.ndim == 3 else im[..., None] for im in images])  # (B, H, W, C)
+    if a.shape[-1] != channels:
+        raise ValueError(f"images have {a.shape[-1]} channels, the model takes {channels}")
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, 1), dtype=np.float32))
+
+
+@torch.no_grad()
+def image_energies(model: torch.nn.Module, images: torch.Tensor, batch: int = 64) -> np.ndarray:
+    """NLL in nats of a (B, C, H, W) batch: ``model.nll`` if normalized, else U(x, t_min)."""
+    out = []
+    normalized = bool(torch.isfinite(model.log_z))
+    for chunk in images.split(batch):
+        out.append((model.nll(chunk) if normalized else model.energy(chunk, float(model.t_min))).double().cpu())
+    return torch.cat(out).numpy()
+
+
+def compute_energies(
+    model: torch.nn.Module,
+    items: Sequence[Item],
+    source: str,
+    batch: int = 64,
+    use_cache: bool = True,
+    progress: bool = True,
+) -> EnergyReport:
+    """Energies of ``items`` (cached per item); failures are collected and printed to stderr."""
+    model = model.eval()
+    cpath = cache_path(model, source)
+    cache = _read_cache(cpath) if use_cache else {}
+    fresh: dict[str, tuple[float, int]] = {}
+    failures: list[tuple[str, str]] = []
+    todo = [it for it in items if it.key not in cache]
+    groups: dict[tuple[int, ...], list[tuple[Item, np.ndarray]]] = {}
+    for it in tqdm(todo, desc="loading", disable=not progress or not todo, leave=False):
+        try:
+            img = np.asarray(it.load(), dtype=np.float32)
+            if img.ndim not in (2, 3) or not np.isfinite(img).all():
+                raise ValueError(f"not a finite (H, W) or (H, W, C) image, shape {img.shape}")
+        except (files.ImageFileError, OSError, ValueError) as e:
+            failures.append((it.label, str(e)))
+            continue
+        groups.setdefault(img.shape, []).append((it, img))
+    bar = tqdm(total=sum(len(m) for m in groups.values()), desc="energies", disable=not progress or not groups)
+    for shape, members in groups.items():
+        d = int(np.prod(shape)) * (model.channels if len(shape) == 2 else 1)
+        for start in range(0, len(members), batch):
+            part = members[start:start + batch]
+            try:
+                e = image_energies(model, _as_batch([im for _, im in part], model.channels), batch)
+            except (ValueError, RuntimeError) as err:
+                failures += [(it.label, f"{shape}: {err}") for it, _ in part]
+            else:
+                for (it, _), v in zip(part, e):
+                    if math.isfinite(v):
+                        fresh[it.key] = (float(v), d)
+                    else:
+                        failures.append((it.label, "non-finite energy"))
+            bar.update(len(part))
+    bar.close()
+    for label, msg in failures:
+        print(f"skipped {label}: {msg}", file=sys.stderr)
+    if failures:
+        print(f"{len(failures)} of {len(items)} images skipped", file=sys.stderr)
+    keys = {it.key for it in items}
+    known = {k: v for k, v in cache.items() if k in keys} | fresh
+    if use_cache and (fresh or len(known) != len(cache)):
+        _write_cache(cpath, known)
+    good = [it for it in items if it.key in known]
+    return EnergyReport([it.label for it in good], np.array([known[it.key][0] for it in good], dtype=np.float64),
+                        np.array([known[it.key][1] for it in good], dtype=np.int64), bool(torch.isfinite(model.log_z)),
+                        failures, cached=len(items) - len(todo))
+
+
+# --------------------------------------------------------------------------- statistics
+def summary(values: np.ndarray) -> dict[str, float]:
+    """count, mean, std (ddof 1), min, median, max and sample skewness of ``values``."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        raise ValueError("no energies to summarise (every image failed?)")
+    return {"count": int(v.size), "mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+            "min": float(v.min()), "median": float(np.median(v)), "max": float(v.max()),
+            "skewness": float(stats.skew(v)) if v.size > 2 else 0.0}
+
+
+def gumbel_fit(values: np.ndarray, side: str | None = None) -> dict[str, Any]:
+    """Maximum-likelihood Gumbel fit, initialised by the method of moments.
+
+    Right-skewed (``side="right"``, maxima): f(x) = (1/β) exp(−z − e^(−z)), z = (x − μ)/β, with mean
+    μ + γβ and variance π²β²/6 (γ Euler's constant), so the moments give β₀ = s√6/π, μ₀ = x̄ − γβ₀.
+    ``"left"`` fits the mirror image (minima). Default: the side of the sample skewness. The negative
+    log-likelihood n log β + Σ z + Σ e^(−z) is minimised over (μ, log β) with L-BFGS-B.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if x.size < 3 or x.std() == 0:
+        raise ValueError(f"a Gumbel fit needs at least 3 distinct values, got {x.size}")
+    side = side or ("right" if stats.skew(x) >= 0 else "left")
+    if side not in ("right", "left"):
+        raise ValueError(f"side must be 'right' or 'left', got {side!r}")
+    sign = 1.0 if side == "right" else -1.0
+    y = sign * x
+    beta0 = y.std(ddof=1) * math.sqrt(6) / math.pi
+    mu0 = y.mean() - EULER_GAMMA * beta0
+
+    def nll(p: np.ndarray) -> tuple[float, np.ndarray]:
+        mu, log_b = p
+        b = math.exp(log_b)
+        z = (y - mu) / b
+        ez = np.exp(-z)
+        f = y.size * log_b + z.sum() + ez.sum()
+        dz = (1 - ez)  # ∂f/∂z per sample
+        return float(f), np.array([-dz.sum() / b, y.size - (dz * z).sum()])
+
+    res = optimize.minimize(nll, np.array([mu0, math.log(beta0)]), jac=True, method="L-BFGS-B")
+    mu, beta = float(res.x[0]), float(math.exp(res.x[1]))
+    return {"side": side, "loc": sign * mu, "scale": beta, "loc_moments": sign * mu0, "scale_moments": beta0,
+            "log_likelihood": -float(res.fun), "converged": bool(res.success)}
+
+
+def gumbel_pdf(x: np.ndarray, fit: dict[str, Any]) -> np.ndarray:
+    """The fitted density at ``x``."""
+    sign = 1.0 if fit["side"] == "right" else -1.0
+    z = (sign * np.asarray(x, dtype=np.float64) - sign * fit["loc"]) / fit["scale"]
+    return np.exp(-z - np.exp(-z)) / fit["scale"]
+
+
+def histogram(values: np.ndarray, bins: int | str = "auto") -> dict[str, list[float]]:
+    counts, edges = np.histogram(values, bins=bins)
+    return {"counts": counts.tolist(), "edges": edges.tolist()}
+
+
+def percentile_indices(values: np.ndarray, percentiles: Sequence[float] = DEFAULT_PERCENTILES) -> dict[str, int]:
+    """Index of the image at each percentile (nearest rank on the sorted energies), and of min and max."""
+    order = np.argsort(values, kind="stable")
+    n = len(values)
+    out = {"min": int(order[0])}
+    for p in percentiles:
+        if not 0 <= p <= 100:
+            raise ValueError(f"percentiles must be in [0, 100], got {p}")
+        out[f"p{p:g}"] = int(order[min(n - 1, max(0, math.ceil(p / 100 * n) - 1))])
+    out["max"] = int(order[-1])
+    return out
+
+
+@torch.no_grad()
+def reference_energies(model: torch.nn.Module, shape: tuple[int, int], levels: int = 11, noise_images: int = 8, seed: int = 0) -> dict[str, Any]:
+    """NLL (nats) of constant images at ``levels`` gray levels in [0, 1] and of U[0, 1] noise images."""
+    h, w = shape
+    c = model.channels
+    grays = np.linspace(0.0, 1.0, levels)
+    const = torch.from_numpy(grays.astype(np.float32)).view(-1, 1, 1, 1).expand(levels, c, h, w).contiguous()
+    noise = torch.rand(noise_images, c, h, w, generator=torch.Generator().manual_seed(seed))
+    e_const, e_noise = image_energies(model, const), image_energies(model, noise)
+    return {"shape": [c, h, w], "gray_levels": grays.tolist(), "constant": e_const.tolist(),
+            "uniform_noise": e_noise.tolist(), "uniform_noise_mean": float(e_noise.mean())}
+
+
+def analyse(report: EnergyReport, model: torch.nn.Module, shape: tuple[int, int], unit: str = "bits/dim",
+            percentiles: Sequence[float] = DEFAULT_PERCENTILES) -> dict[str, Any]:
+    """Summary, histogram, Gumbel fit and percentile images (as labels) in ``unit``; references in nats and ``unit``."""
+    v = report.in_unit(unit)
+    idx = percentile_indices(v, percentiles)
+    refs = reference_energies(model, shape)
+    d = int(np.prod(refs["shape"]))
+    conv = (lambda e: EnergyReport([], np.asarray(e), np.full(len(e), d), report.normalized).in_unit(unit).tolist())
+    return {
+        "unit": unit,
+        "normalized": report.normalized,
+        "summary": summary(v),
+        "summary_nats": summary(report.values),
+        "histogram": histogram(v),
+        "gumbel": gumbel_fit(v) if len(v) >= 3 else None,
+        "percentiles": {k: {"index": i, "label": report.labels[i], "value": float(v[i])} for k, i in idx.items()},
+        "references": {**refs, "constant_" + unit: conv(refs["constant"]), "uniform_noise_" + unit: conv(refs["uniform_noise"])},
+        "failures": [{"label": a, "reason": b} for a, b in report.failures],
+        "cached": report.cached,
+    }
+
+
+# --------------------------------------------------------------------------- CLI
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m explorer.energies", description=__doc__.splitlines()[0])
+    p.add_argument("model", help="catalog name or path to a model card / .safetensors")
+    p.add_argument("--data", required=True, help="image folder, builtin, mnist, or patches:DIR")
+    p.add_argument("--out", required=True, help="FILE.json (report with every energy) or FILE.npz (arrays + percentile images + report)")
+    p.add_argument("--unit", default="bits/dim", choices=UNITS)
+    p.add_argument("--size", type=int, default=None, help="builtin: resize to size×size")
+    p.add_argument("--patch", type=int, default=32, help="patches: tile size")
+    p.add_argument("--per-image", type=int, default=16, help="patches: tiles per image")
+    p.add_argument("--percentiles", type=lambda s: [float(v) for v in s.split(",")], default=list(DEFAULT_PERCENTILES))
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+
+    from .checkpoints import load
+
+    handle = load(args.model, device="cpu")
+    model = handle.model
+    if not callable(getattr(model, "nll", None)):
+        print(f"error: {handle.name} is not an energy model (no nll)", file=sys.stderr)
+        return 2
+    gray = model.channels == 1
+    items = items_for(args.data, gray=gray, size=args.size, patch=args.patch, per_image=args.per_image)
+    if not items:
+        print(f"error: no images found in {args.data}", file=sys.stderr)
+        return 2
+    source = json.dumps({"data": args.data, "size": args.size, "patch": args.patch, "per_image": args.per_image, "gray": gray})
+    report = compute_energies(model, items, source, args.batch, use_cache=not args.no_cache, progress=not args.quiet)
+    if len(report.values) == 0:
+        print("error: every image failed", file=sys.stderr)
+        return 1
+    by_label = {it.label: it for it in items}
+    first = np.asarray(by_label[report.labels[0]].load())
+    result = analyse(report, model, first.shape[:2], args.unit, args.percentiles)
+    result.update(model=handle.name, data=args.data, labels=report.labels, nats=report.values.tolist(), dims=report.dims.tolist())
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npz":
+        picks = result["percentiles"]
+        imgs = [np.asarray(by_label[v["label"]].load(), dtype=np.float32) for v in picks.values()]
+        same = len({im.shape for im in imgs}) == 1
+        np.savez(out, labels=np.array(report.labels, dtype=str), nats=report.values, dims=report.dims,
+                 percentile_names=np.array(list(picks), dtype=str),
+                 percentile_images=np.stack(imgs) if same else np.zeros(0), report=np.array(json.dumps(result)))
+    else:
+        out.write_text(json.dumps(result, indent=1) + "\n")
+    s, g = result["summary"], result["gumbel"]
+    print(f"{handle.name} on {args.data}: {s['count']} images ({report.cached} cached, {len(report.failures)} skipped)"
+          f"{'' if report.normalized else ' — model not normalized: relative energies U(x, t_min)'}")
+    print(f"  {args.unit}: mean {s['mean']:.4f}  std {s['std']:.4f}  min {s['min']:.4f}  median {s['median']:.4f}  max {s['max']:.4f}")
+    if g:
+        print(f"  Gumbel ({g['side']}): loc {g['loc']:.4f}  scale {g['scale']:.4f}")
+    print(f"  wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

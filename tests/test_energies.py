@@ -1,0 +1,144 @@
+"""Data-set energies: exact values on a known density, the per-file cache, bad files, statistics, the CLI."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import stats
+
+from explorer.checkpoints import save_model
+from explorer.energies import (
+    compute_energies,
+    folder_items,
+    gumbel_fit,
+    gumbel_pdf,
+    main,
+    percentile_indices,
+    reference_energies,
+    summary,
+)
+from explorer.energy import EnergyUNet
+
+torch.set_num_threads(1)
+
+
+def gaussian_energy_model() -> EnergyUNet:
+    """An EnergyUNet whose network is switched off: exactly x ~ N(m, v I), normalized (log Z = 0)."""
+    torch.manual_seed(0)
+    model = EnergyUNet(channels=1, width=4, levels=2, convs_per_block=1, embed=8, t_min=1e-6)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.data_mean.fill_(0.5)
+        model.data_var.fill_(0.04)
+        model.log_z.fill_(0.0)
+    return model.eval()
+
+
+def exact_nll(img: np.ndarray, m=0.5, v=0.04, t=1e-6) -> float:
+    x = img.astype(np.float64)
+    return float(((x - m) ** 2).sum() / (2 * (v + t)) + x.size / 2 * math.log(2 * math.pi * (v + t)))
+
+
+@pytest.fixture
+def folder(tmp_path):
+    rng = np.random.default_rng(0)
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(5):
+        Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8)).save(d / f"im{i}.png")
+    Image.fromarray((rng.random((16, 8)) * 255).astype(np.uint8)).save(d / "tall.png")
+    (d / "broken.png").write_bytes(b"not a png at all")
+    return d
+
+
+def test_energies_are_exact_and_cached_per_file(folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EXPLORER_ENERGY_CACHE", str(tmp_path / "cache"))
+    model = gaussian_energy_model()
+    items = folder_items(folder)
+    rep = compute_energies(model, items, "src", progress=False)
+    assert rep.normalized and rep.cached == 0
+    assert rep.failures and rep.failures[0][0] == "broken.png"  # reported, not silent
+    assert "skipped broken.png" in capsys.readouterr().err
+    assert sorted(rep.labels) == sorted(["im0.png", "im1.png", "im2.png", "im3.png", "im4.png", "tall.png"])
+    for label, value, d in zip(rep.labels, rep.values, rep.dims):
+        img = np.asarray(Image.open(folder / label), dtype=np.float32) / 255
+        assert value == pytest.approx(exact_nll(img), rel=1e-5)
+        assert d == img.size
+    # second run: everything from the cache
+    again = compute_energies(model, folder_items(folder), "src", progress=False)
+    assert again.cached == 6 and np.allclose(again.values, rep.values)
+    # change one file: only it is recomputed, and its new energy is right
+    new = np.full((8, 8), 128, np.uint8)
+    Image.fromarray(new).save(folder / "im2.png")
+    third = compute_energies(model, folder_items(folder), "src", progress=False)
+    assert third.cached == 5
+    assert third.values[third.labels.index("im2.png")] == pytest.approx(exact_nll(new / 255.0), rel=1e-5)
+
+
+def test_cache_is_tied_to_the_model(folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPLORER_ENERGY_CACHE", str(tmp_path / "cache"))
+    model = gaussian_energy_model()
+    compute_energies(model, folder_items(folder), "src", progress=False)
+    with torch.no_grad():
+        model.log_z.fill_(10.0)
+    rep = compute_energies(model, folder_items(folder), "src", progress=False)
+    assert rep.cached == 0  # a different log Z is a different model
+
+
+def test_unnormalized_model_gives_relative_energies(folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPLORER_ENERGY_CACHE", str(tmp_path / "cache"))
+    model = gaussian_energy_model()
+    with torch.no_grad():
+        model.log_z.fill_(float("nan"))
+    rep = compute_energies(model, folder_items(folder), "src", progress=False, use_cache=False)
+    assert not rep.normalized and np.isfinite(rep.values).all()
+
+
+def test_gumbel_fit_recovers_known_parameters():
+    x = stats.gumbel_r.rvs(loc=3.0, scale=0.5, size=4000, random_state=0)
+    fit = gumbel_fit(x)
+    assert fit["side"] == "right" and fit["converged"]
+    ref_loc, ref_scale = stats.gumbel_r.fit(x)  # scipy's own MLE
+    assert fit["loc"] == pytest.approx(ref_loc, abs=1e-3) and fit["scale"] == pytest.approx(ref_scale, rel=1e-3)
+    assert fit["loc"] == pytest.approx(3.0, abs=0.05) and fit["scale"] == pytest.approx(0.5, rel=0.05)
+    left = gumbel_fit(-x)
+    assert left["side"] == "left" and left["loc"] == pytest.approx(-fit["loc"], abs=1e-4)
+    grid = np.linspace(0, 10, 2001)
+    assert np.trapezoid(gumbel_pdf(grid, fit), grid) == pytest.approx(1.0, abs=1e-3)
+    np.testing.assert_allclose(gumbel_pdf(grid, fit), stats.gumbel_r.pdf(grid, fit["loc"], fit["scale"]), rtol=1e-9)
+
+
+def test_summary_and_percentiles():
+    v = np.array([5.0, 1.0, 3.0, 2.0, 4.0])
+    s = summary(v)
+    assert s["count"] == 5 and s["mean"] == 3.0 and s["median"] == 3.0 and s["std"] == pytest.approx(np.std(v, ddof=1))
+    idx = percentile_indices(v, [50])
+    assert idx["min"] == 1 and idx["max"] == 0 and v[idx["p50"]] == 3.0
+
+
+def test_reference_energies_of_constant_and_noise_images():
+    model = gaussian_energy_model()
+    refs = reference_energies(model, (8, 8), levels=3, noise_images=4)
+    for g, e in zip(refs["gray_levels"], refs["constant"]):
+        assert e == pytest.approx(exact_nll(np.full((8, 8), g)), rel=1e-5)
+    assert refs["constant"][1] < refs["constant"][0]  # the mean gray is the most probable constant
+    assert len(refs["uniform_noise"]) == 4
+
+
+def test_cli_writes_report_and_percentile_images(folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EXPLORER_ENERGY_CACHE", str(tmp_path / "cache"))
+    (folder / "tall.png").unlink()
+    save_model(gaussian_energy_model(), "energy-unet", tmp_path / "models", "gauss-energy")
+    card = str(tmp_path / "models" / "gauss-energy.json")
+    assert main([card, "--data", str(folder), "--out", str(tmp_path / "r.json"), "--quiet", "--unit", "nats"]) == 0
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["summary"]["count"] == 5 and rep["failures"][0]["label"] == "broken.png"
+    assert rep["percentiles"]["max"]["value"] == pytest.approx(max(rep["nats"]))
+    assert main([card, "--data", str(folder), "--out", str(tmp_path / "r.npz"), "--quiet"]) == 0
+    assert "5 images (5 cached" in capsys.readouterr().out
+    with np.load(tmp_path / "r.npz") as z:
+        assert z["percentile_images"].shape == (len(z["percentile_names"]), 8, 8)

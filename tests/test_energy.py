@@ -1,0 +1,262 @@
+"""Energy models by dual score matching: exact identities, losses at known optima, normalization,
+the ODE cross-check, the radial toy (dual vs DSM), checkpoints and the handle."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from explorer.checkpoints import load, save_model
+from explorer.energy import (
+    EnergyDenoiser,
+    EnergyUNet,
+    RadialEnergy,
+    bits_per_dim,
+    db_per_dim,
+    dual_score_loss,
+    estimate_log_z,
+    nll_ode,
+    sample_log_t,
+)
+from explorer.handle import ModelHandle
+
+torch.set_num_threads(1)
+
+
+class IsotropicGaussianEnergy(EnergyDenoiser):
+    """The exact energy of x ~ N(m, v I) plus a constant c and a deliberate time error k·d·log t:
+
+        U(y, t) = ‖y − m‖²/(2(v + t)) + (d/2) log 2π(v + t) + c + k·d·log t.
+    """
+
+    def __init__(self, m: float = 0.5, v: float = 0.04, c: float = 0.0, k: float = 0.0):
+        super().__init__(1, 1e-6, 1e3)
+        self.m, self.v, self.c, self.k = m, v, c, k
+        self.data_mean.fill_(m)
+
+    def energy_log_t(self, y, tau):
+        d = y[0].numel()
+        t = torch.exp(tau)
+        r2 = (y - self.m).flatten(1).pow(2).sum(dim=1)
+        return r2 / (2 * (self.v + t)) + d / 2 * torch.log(2 * math.pi * (self.v + t)) + self.c + self.k * d * tau
+
+    def exact_nll(self, x, t):
+        d = x[0].numel()
+        return (x - self.m).flatten(1).pow(2).sum(dim=1) / (2 * (self.v + t)) + d / 2 * math.log(2 * math.pi * (self.v + t))
+
+
+def tiny_unet(seed: int = 0) -> EnergyUNet:
+    torch.manual_seed(seed)
+    model = EnergyUNet(channels=1, width=4, levels=2, convs_per_block=1, embed=16)
+    with torch.no_grad():  # a non-trivial network: random gains and offset
+        model.gain_head.weight.normal_(0, 0.5)
+        model.offset_head.weight.normal_(0, 0.1)
+        model.head.weight.mul_(10)
+    model.set_data_stats(torch.rand(16, 1, 8, 8))
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- units
+def test_unit_conversions():
+    d = 100
+    nll = d * math.log(2.0)  # 1 bit per dimension
+    assert bits_per_dim(nll, d) == pytest.approx(1.0)
+    assert bits_per_dim(nll, d, discretization_bits=8) == pytest.approx(9.0)
+    assert db_per_dim(d * math.log(10.0), d) == pytest.approx(10.0)  # p = 10^-d → 10 dB per dimension
+
+
+# --------------------------------------------------------------------------- model identities
+def test_denoiser_is_tweedie_by_finite_differences_and_works_without_grad():
+    model = tiny_unet()
+    y = torch.rand(2, 1, 8, 8, dtype=torch.float64)
+    model.double()
+    sigma, t = 0.3, 0.09
+    with torch.no_grad():
+        xhat = model(y, sigma)
+    assert not xhat.requires_grad
+    i, eps = (0, 0, 3, 5), 1e-6
+    e = torch.zeros_like(y)
+    e[i] = eps
+    with torch.no_grad():
+        fd = (model.energy(y + e, t) - model.energy(y - e, t))[0] / (2 * eps)
+    assert (y - xhat)[i].item() / t == pytest.approx(fd.item(), rel=1e-5)
+    assert model.blind is False
+    with pytest.raises(ValueError, match="sigma"):
+        model(y)
+
+
+def test_denoiser_is_differentiable_when_grad_is_on():
+    model = tiny_unet()
+    y = torch.rand(1, 1, 8, 8, requires_grad=True)
+    out = model(y, 0.2)
+    (g,) = torch.autograd.grad(out.sum(), y)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_energy_is_quadratic_along_rays_from_the_mean():
+    """U(m + αv, t) − U(m, t) = α² (U(m + v, t) − U(m, t)): the homogeneous part is degree 2."""
+    model = tiny_unet().double()
+    m = model.data_mean.view(1, -1, 1, 1)
+    v = torch.randn(3, 1, 8, 8, dtype=torch.float64) * 0.2
+    t = torch.tensor([1e-6, 0.01, 10.0], dtype=torch.float64)
+    with torch.no_grad():
+        u0 = model.energy(m.expand_as(v), t)
+        u1 = model.energy(m + v, t)
+        u3 = model.energy(m + 3 * v, t)
+    torch.testing.assert_close(u3 - u0, 9 * (u1 - u0), rtol=1e-9, atol=1e-9)
+
+
+def test_t_is_clamped_below_t_min():
+    model = tiny_unet()
+    y = torch.rand(2, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(model.energy(y, 0.0), model.energy(y, float(model.t_min)))
+
+
+# --------------------------------------------------------------------------- losses at known optima
+def test_dsm_at_the_exact_energy_has_its_known_value():
+    """For x ~ N(m, vI) and the exact energy, E L_DSM = v / (v + t) at every t."""
+    model = IsotropicGaussianEnergy(v=0.04)
+    g = torch.Generator().manual_seed(0)
+    for t in (1e-4, 0.04, 10.0):
+        x = 0.5 + 0.2 * torch.randn(4000, 1, 8, 8, generator=g, dtype=torch.float64)
+        _, parts = dual_score_loss(model, x, torch.full((4000,), math.log(t), dtype=torch.float64), generator=g)
+        assert parts["dsm"] == pytest.approx(0.04 / (0.04 + t), rel=0.01)
+
+
+def test_time_score_loss_is_minimised_by_the_exact_time_dependence():
+    """L_TSM(k) = E(r + k)² for U + k·d·log t: a parabola with its minimum at k = 0 iff the signs are right."""
+    g = torch.Generator().manual_seed(1)
+    x = 0.5 + 0.2 * torch.randn(20000, 1, 4, 4, generator=g, dtype=torch.float64)
+    tau = sample_log_t(20000, 1e-6, 1e3, g).double()
+    losses = {}
+    for k in (-0.1, 0.0, 0.1):
+        gen = torch.Generator().manual_seed(2)  # same noise for every k
+        losses[k] = dual_score_loss(IsotropicGaussianEnergy(v=0.04, k=k), x, tau, generator=gen)[1]["tsm"]
+    curvature = losses[0.1] + losses[-0.1] - 2 * losses[0.0]
+    assert curvature == pytest.approx(2 * 0.1**2, rel=1e-6)  # the parabola k² + 2kE[r] + E[r²]
+    assert abs(losses[0.1] - losses[-0.1]) / (2 * 0.1) < 0.01 * 2  # slope 2E[r] ≈ 0 at k = 0
+
+
+def test_dsm_objective_ignores_the_time_score():
+    model = IsotropicGaussianEnergy(k=0.5)
+    x = 0.5 + 0.2 * torch.randn(64, 1, 4, 4, dtype=torch.float64)
+    tau = torch.zeros(64, dtype=torch.float64)
+    dual, parts = dual_score_loss(model, x, tau, "dual", torch.Generator().manual_seed(0))
+    dsm, _ = dual_score_loss(model, x, tau, "dsm", torch.Generator().manual_seed(0))
+    assert dual.item() == pytest.approx(parts["dsm"] + parts["tsm"])
+    assert dsm.item() == pytest.approx(parts["dsm"])
+    with pytest.raises(ValueError, match="objective"):
+        dual_score_loss(model, x, tau, "ml")
+
+
+# --------------------------------------------------------------------------- normalization and the ODE
+def test_log_z_recovers_the_unknown_constant():
+    """U = −log p_t + c: estimate_log_z gives −c − (d/2) log(1 + v/T) and nll = exact −log p."""
+    model = IsotropicGaussianEnergy(v=0.04, c=123.4).double()
+    g = torch.Generator().manual_seed(3)
+    x = 0.5 + 0.2 * torch.randn(2000, 1, 8, 8, generator=g, dtype=torch.float64)
+    log_z, err = estimate_log_z(model, x, generator=g)
+    d, T = 64, 1e3
+    assert log_z == pytest.approx(-123.4 - d / 2 * math.log(1 + 0.04 / T), abs=3 * err + 1e-6)
+    held = x[:10]
+    torch.testing.assert_close(model.nll(held), model.exact_nll(held, 1e-6), atol=3 * err + 1e-6, rtol=0)
+
+
+def test_nll_requires_normalization():
+    with pytest.raises(ValueError, match="not normalized"):
+        tiny_unet().nll(torch.rand(1, 1, 8, 8))
+
+
+def test_probability_flow_ode_matches_the_exact_nll():
+    model = IsotropicGaussianEnergy(v=0.04).double()
+    x = 0.5 + 0.2 * torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    ode = nll_ode(model, x, steps=40, probes=2, generator=torch.Generator().manual_seed(5))
+    exact = model.exact_nll(x, 1e-6)
+    # the only approximations besides RK4: p_T ≈ N(m, T·I) instead of N(m, (T + v)·I)
+    torch.testing.assert_close(ode, exact, rtol=0.01, atol=0.05)
+
+
+# --------------------------------------------------------------------------- the radial toy
+def _toy_sample(n, g, d=1000):
+    scale = torch.where(torch.rand(n, generator=g) < 0.5, 1.0, 4.0)
+    return (scale[:, None] * torch.randn(n, d, generator=g)).view(n, 1, 1, d)
+
+
+def _toy_gap(objective: str, steps: int) -> tuple[float, float]:
+    d, t_min = 1000, 1e-3
+    torch.manual_seed(0)
+    model = RadialEnergy(hidden=32, t_min=t_min, t_max=1e3)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        loss, _ = dual_score_loss(model, _toy_sample(128, g), sample_log_t(128, t_min, 1e3, g), objective, g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    x1 = torch.randn(300, 1, 1, d, generator=g)
+    x2 = 4 * torch.randn(300, 1, 1, d, generator=g)
+    with torch.no_grad():
+        gap = (model.energy(x2, t_min).mean() - model.energy(x1, t_min).mean()).item()
+    r1, r2 = x1.pow(2).flatten(1).sum(1), x2.pow(2).flatten(1).sum(1)
+
+    def exact(r):
+        logs = [math.log(0.5) - r / (2 * (v + t_min)) - d / 2 * math.log(2 * math.pi * (v + t_min)) for v in (1.0, 16.0)]
+        return -torch.logsumexp(torch.stack(logs), 0)
+
+    return gap, (exact(r2).mean() - exact(r1).mean()).item()
+
+
+def test_radial_toy_dual_recovers_the_energy_gap_and_dsm_does_not():
+    gap_dual, exact = _toy_gap("dual", 400)
+    gap_dsm, _ = _toy_gap("dsm", 400)
+    assert abs(gap_dual / exact - 1) < 0.05
+    assert abs(gap_dsm / exact - 1) > 0.05
+
+
+# --------------------------------------------------------------------------- checkpoints and the handle
+def test_checkpoint_round_trip_keeps_log_z_and_t_range(tmp_path):
+    model = tiny_unet()
+    model.log_z.fill_(-42.5)
+    save_model(model, "energy-unet", tmp_path, "tiny-energy", output="denoised")
+    handle = load(tmp_path / "tiny-energy.json", device="cpu")
+    assert handle.card["config"]["t_min"] == pytest.approx(float(model.t_min))
+    assert float(handle.model.log_z) == -42.5
+    x = torch.rand(3, 1, 8, 8)
+    with torch.no_grad():
+        expected = model.nll(x)
+    torch.testing.assert_close(handle.nll(x), expected)
+    one = handle.nll(np.asarray(x[0, 0]))
+    assert one.shape == (1,) and one.item() == pytest.approx(expected[0].item(), rel=1e-5)
+    torch.testing.assert_close(handle.denoise(x, 0.1), model(x, 0.1))
+
+
+def test_handle_nll_needs_an_energy_model(tiny_bf_cnn):
+    with pytest.raises(TypeError, match="no normalized density"):
+        ModelHandle(tiny_bf_cnn, device="cpu").nll(torch.rand(1, 1, 8, 8))
+
+
+# --------------------------------------------------------------------------- the training CLI
+def test_training_cli_resumes_exactly(tmp_path):
+    from safetensors.torch import load_file
+
+    from explorer.train_energy import main
+
+    common = ["--data", "discs", "--width", "4", "--levels", "2", "--convs-per-block", "1", "--embed", "8", "--heldout", "20",
+              "--batch", "4", "--patch", "16", "--steps", "4", "--log-every", "1", "--quiet", "--checkpoint-minutes", "0"]
+    assert main([*common, "--name", "straight", "--out", str(tmp_path / "a")]) == 0
+    assert main([*common, "--name", "split", "--out", str(tmp_path / "b"), "--budget-minutes", "1e-9"]) == 0  # stops at once
+    assert main([*common, "--name", "split", "--out", str(tmp_path / "b"), "--resume"]) == 0
+    a = load_file(str(tmp_path / "a" / "straight.safetensors"))
+    b = load_file(str(tmp_path / "b" / "split.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    card = json.loads((tmp_path / "b" / "split.json").read_text())
+    assert card["architecture"] == "energy-unet" and card["training"]["steps"] == 4
+    assert math.isfinite(card["energy"]["log_z"]) and card["metrics"]["heldout_bits_per_dim"] == pytest.approx(
+        card["metrics"]["heldout_nll_nats"] / (256 * math.log(2)), rel=1e-3)
+    log = (tmp_path / "b" / "training" / "split" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in log] == [1, 2, 3, 4]
