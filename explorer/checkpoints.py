@@ -23,6 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from . import energy  # noqa: F401  (registers the energy architectures for model cards)
 from .denoisers import ARCHITECTURES, Denoiser, build
 from .handle import ModelHandle
 

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .denoisers import register
 from .denoisers.base import Denoiser, SigmaLike
 
 T_MIN = 1e-9  # PSNR 90 dB for a [0, 1] image
@@ -424,3 +425,7 @@ __all__: Sequence[str] = [
     "EnergyDenoiser", "EnergyUNet", "RadialEnergy", "TimeEmbedding", "T_MAX", "T_MIN", "as_t", "bits_per_dim",
     "db_per_dim", "dual_score_loss", "estimate_log_z", "nats_per_dim", "nll_ode", "sample_log_t",
 ]
+
+
+register("energy-unet", EnergyUNet)
+register("energy-radial", RadialEnergy)

@@ -8,11 +8,19 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Denoiser, ResidualNetwork, as_sigma
+from .classical import GaussianSmoothing, HaarShrinkage, WienerFilter, estimate_noise_sigma, haar_forward, haar_inverse
 from .cnn import DnCNN
+from .exact import EmpiricalDenoiser, GaussianPriorDenoiser, StationaryGaussianDenoiser, power_law
+from .lab_unet import LabUNet, LabUNet2024
 from .layers import BFNorm2d
 from .unet import UNet
 
-ARCHITECTURES: dict[str, type[Denoiser]] = {"dncnn": DnCNN, "unet": UNet}
+ARCHITECTURES: dict[str, type[Denoiser]] = {
+    "dncnn": DnCNN,
+    "unet": UNet,
+    "lab-unet": LabUNet,
+    "lab-unet-2024": LabUNet2024,
+}
 
 
 def register(name: str, cls: type[Denoiser]) -> type[Denoiser]:
@@ -30,4 +38,13 @@ def build(architecture: str, config: dict[str, Any]) -> Denoiser:
     return cls(**config)
 
 
-__all__ = ["ARCHITECTURES", "BFNorm2d", "Denoiser", "DnCNN", "ResidualNetwork", "UNet", "as_sigma", "build", "register"]
+for _name, _cls in [("gaussian", GaussianSmoothing), ("wiener", WienerFilter), ("haar", HaarShrinkage),
+                    ("gaussian-prior", GaussianPriorDenoiser), ("empirical", EmpiricalDenoiser)]:
+    register(_name, _cls)
+del _name, _cls
+
+
+__all__ = ["ARCHITECTURES", "BFNorm2d", "Denoiser", "DnCNN", "LabUNet", "LabUNet2024", "ResidualNetwork", "UNet", "as_sigma", "build", "register",
+           "EmpiricalDenoiser", "GaussianPriorDenoiser", "GaussianSmoothing", "HaarShrinkage", "StationaryGaussianDenoiser",
+           "WienerFilter", "estimate_noise_sigma", "haar_forward", "haar_inverse", "power_law"]
+

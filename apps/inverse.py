@@ -1,0 +1,15 @@
+"""Linear inverse problems with Algorithm 2 as a web app: ``panel serve apps/inverse.py``.
+
+The settings are mirrored in the URL (``?kind=super-resolution&size=32&samples=2``).
+"""
+import panel as pn
+
+from explorer.ui.common import limit_torch_threads, sync_url
+from explorer.ui.inverse_view import InverseView
+
+pn.extension("mathjax", notifications=True)
+limit_torch_threads()
+view = InverseView()
+sync_url(view.source, ["size", "builtin"])
+sync_url(view, ["kind", "fraction", "factor", "beta", "h0", "sigma_L", "samples", "seed"])
+view.template().servable(title="Inverse problems · Denoiser Explorer")

@@ -1,0 +1,14 @@
+"""The whole Denoiser Explorer as one multi-page app: ``panel serve apps/`` (this page at /main).
+
+``?page=sampler`` (or inverse, filters, gahb, energy, toy2d) opens a tool directly.
+"""
+import panel as pn
+
+from explorer.ui.common import limit_torch_threads, sync_url
+from explorer.ui.explorer_app import ExplorerApp
+
+pn.extension("mathjax", notifications=True)
+limit_torch_threads()
+app = ExplorerApp()
+sync_url(app, ["page"])
+app.template().servable(title="Denoiser Explorer")

@@ -1,0 +1,230 @@
+"""Denoising benchmark: mean PSNR / SSIM of denoisers on a folder of images at fixed noise levels.
+
+``python -m explorer.evaluate MODEL [MODEL ...] --data DIR --sigma 15,25,50 [--scale 255|1] [--seed 0]
+[--bm3d] [--classical] [--json OUT] [--limit N] [--write-card]``
+
+Protocol (that of the lab's papers): for image x_i (in [0, 1]) and level σ, one noise draw
+y = x_i + σ z, z ~ N(0, I), from a generator seeded by (seed, i, σ) — so every model sees the
+same noisy images, and a σ gets the same noise whatever other levels are evaluated; the output is
+clamped, x̂ ← clip(x̂(y), 0, 1) (the noisy input is not); PSNR = 10 log10(1 / MSE) on [0, 1], equal
+to the 8-bit PSNR with peak 255; SSIM of Wang et al. 2004 (:mod:`explorer.metrics`). Scores are
+averaged over the images. Blind models get no σ; non-blind ones get the true σ (in [0, 1] units).
+
+MODEL is a catalog name, a ``.safetensors``/``.json`` path, or a lab ``.pt`` file (imported in
+memory by :func:`explorer.convert.import_legacy`). ``--bm3d`` adds BM3D (Dabov et al. 2007, the
+``bm3d`` package, given the true σ); ``--classical`` adds the Gaussian, Wiener and Haar-shrinkage
+filters of :mod:`explorer.denoisers.classical` (blind: they estimate σ themselves).
+``--write-card`` stores the results into each model card's ``metrics[<folder name>]``, touching no
+other field. Exit status 1 with a one-line message for a missing model, folder or package.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .checkpoints import CheckpointError, load
+from .convert import import_legacy
+from .data.files import ImageFileError, list_images, load_image
+from .denoisers import Denoiser, GaussianSmoothing, HaarShrinkage, WienerFilter
+from .denoisers.base import SigmaLike
+from .handle import ModelHandle
+from .metrics import psnr, ssim
+
+Results = dict[str, dict[float, dict[str, float]]]
+
+
+class EvaluationError(ValueError):
+    """A benchmark that cannot run; the message names the model, folder or package at fault."""
+
+
+def noisy_image(image: np.ndarray, sigma: float, seed: int, index: int) -> np.ndarray:
+    """y = x + σ z with z drawn from a generator seeded by (seed, index, σ in 1/1000 of an 8-bit level)."""
+    key = np.random.SeedSequence([seed, index, int(round(sigma * 255_000))])
+    z = np.random.default_rng(key).standard_normal(image.shape, dtype=np.float64)
+    return (image + sigma * z).astype(np.float32)
+
+
+def evaluate_models(
+    handles: Sequence[ModelHandle],
+    images: Sequence[np.ndarray],
+    sigmas: Sequence[float],
+    seed: int = 0,
+    progress: bool = True,
+) -> Results:
+    """{model name: {σ: {"psnr": mean dB, "ssim": mean}}} over ``images`` (each (H, W) or (H, W, C) in [0, 1]).
+
+    ``sigmas`` are in [0, 1] units (σ_8bit / 255). See the module docstring for the protocol.
+    """
+    names = [h.name for h in handles]
+    if len(set(names)) != len(names):
+        raise EvaluationError(f"two models share a name: {names}")
+    if not images or not sigmas:
+        raise EvaluationError("nothing to evaluate: need at least one image and one sigma")
+    if seed < 0 or any(not np.isfinite(s) or s <= 0 for s in sigmas):
+        raise EvaluationError(f"seed must be ≥ 0 and every sigma > 0, got seed={seed}, sigmas={list(sigmas)}")
+    sums = {n: {s: np.zeros(2) for s in sigmas} for n in names}
+    bar = tqdm(total=len(images) * len(sigmas) * len(handles), desc="evaluate", unit="denoise", disable=not progress)
+    for i, x in enumerate(images):
+        for s in sigmas:
+            y = noisy_image(x, s, seed, i)
+            for h in handles:
+                out = np.clip(h.denoise(y, None if h.blind else s), 0.0, 1.0)
+                sums[h.name][s] += (psnr(out, x), ssim(out, x))
+                bar.update()
+    bar.close()
+    return {n: {s: {"psnr": float(v[0] / len(images)), "ssim": float(v[1] / len(images))} for s, v in d.items()}
+            for n, d in sums.items()}
+
+
+class BM3D(Denoiser):
+    """BM3D (Dabov et al. 2007) through the ``bm3d`` package; non-blind (needs σ), not differentiable."""
+
+    blind = False
+    bias_free = False
+
+    def __init__(self, channels: int = 1):
+        super().__init__()
+        try:
+            import bm3d
+        except ImportError:
+            raise EvaluationError("BM3D needs the optional package bm3d: pip install 'denoiser-explorer[bm3d]'") from None
+        self._bm3d = bm3d
+        self.channels = channels
+        self.config = dict(channels=channels)
+
+    def forward(self, y: torch.Tensor, sigma: SigmaLike = None) -> torch.Tensor:
+        s = self._require_sigma(y, sigma).flatten().tolist()
+        out = []
+        for img, si in zip(y.detach().cpu().double().numpy(), s):
+            if img.shape[0] == 1:
+                out.append(self._bm3d.bm3d(img[0], sigma_psd=si)[None])
+            else:
+                out.append(np.moveaxis(self._bm3d.bm3d_rgb(np.moveaxis(img, 0, -1), sigma_psd=si), -1, 0))
+        return torch.as_tensor(np.stack(out), dtype=y.dtype, device=y.device)
+
+
+def open_model(spec: str) -> ModelHandle:
+    """A catalog name / ``.safetensors`` / ``.json`` path, or a lab ``.pt`` file imported in memory."""
+    path = Path(spec)
+    if path.suffix in {".pt", ".pth"}:
+        legacy = import_legacy(path)
+        return ModelHandle(legacy.model, card=legacy.fields, name=legacy.name)
+    return load(spec)
+
+
+def baselines(bm3d: bool, classical: bool, channels: int) -> list[ModelHandle]:
+    """The optional reference denoisers of the CLI flags."""
+    out = []
+    if bm3d:
+        out.append(ModelHandle(BM3D(channels), device="cpu", name="BM3D"))
+    if classical:
+        for name, model in [("gaussian", GaussianSmoothing(channels=channels)), ("wiener", WienerFilter(channels=channels)),
+                            ("haar", HaarShrinkage(channels=channels))]:
+            out.append(ModelHandle(model, name=name))
+    return out
+
+
+def _label(sigma: float) -> str:
+    return f"{sigma:g}"
+
+
+def relabel(results: Results, scale: float) -> dict[str, dict[str, dict[str, float]]]:
+    """The results with σ keys written in the user's units (σ · scale), as strings."""
+    return {n: {_label(s * scale): v for s, v in d.items()} for n, d in results.items()}
+
+
+def format_table(table: dict[str, dict[str, dict[str, float]]], title: str) -> str:
+    """Rows = models, columns = σ, cells 'PSNR / SSIM'."""
+    cols = list(next(iter(table.values())))
+    width = max(len("model"), *(len(n) for n in table))
+    lines = [title, f"{'model':<{width}}  " + "  ".join(f"{'σ=' + c:>16}" for c in cols)]
+    for n, d in table.items():
+        lines.append(f"{n:<{width}}  " + "  ".join(f"{d[c]['psnr']:>7.2f} / {d[c]['ssim']:.4f}" for c in cols))
+    return "\n".join(lines)
+
+
+def write_card_metrics(card_path: Path | str, dataset: str, entry: dict[str, Any]) -> None:
+    """Set ``metrics[dataset] = entry`` in the JSON card, leaving every other field as it is."""
+    card_path = Path(card_path)
+    card = json.loads(card_path.read_text())
+    metrics = card.get("metrics") if isinstance(card.get("metrics"), dict) else {}
+    metrics[dataset] = entry
+    card["metrics"] = metrics
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+
+
+def _parse_sigmas(text: str) -> list[float]:
+    try:
+        values = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--sigma takes comma-separated numbers, got {text!r}") from None
+    if not values or any(not np.isfinite(v) or v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"--sigma needs positive numbers, got {text!r}")
+    return values
+
+
+def _run(args: argparse.Namespace) -> int:
+    handles = [open_model(m) for m in args.models]
+    channels = {h.channels for h in handles} or {1}
+    if len(channels) > 1:
+        raise EvaluationError(f"models take different channel counts {sorted(channels)}; evaluate them separately")
+    (c,) = channels
+    n_named = len(handles)
+    handles += baselines(args.bm3d, args.classical, c)
+    if not handles:
+        raise EvaluationError("no model to evaluate: name one or pass --bm3d / --classical")
+    files = list_images(args.data)[: args.limit]
+    if not files:
+        raise EvaluationError(f"{args.data}: no image files in the folder")
+    images = [load_image(f, gray=c == 1) for f in files]
+    sigmas = [s / args.scale for s in args.sigma]
+    results = evaluate_models(handles, images, sigmas, seed=args.seed, progress=not args.quiet)
+    table = relabel(results, args.scale)
+    dataset = Path(args.data).resolve().name
+    print(format_table(table, f"PSNR (dB) / SSIM on {dataset} ({len(images)} images), σ in units of 1/{args.scale:g}, seed {args.seed}"))
+    if args.json:
+        Path(args.json).write_text(json.dumps(table, indent=2) + "\n")
+    if args.write_card:
+        for h in handles[:n_named]:
+            card_path = h.card.get("_card_path")
+            if card_path is None:
+                print(f"explorer.evaluate: note: {h.name} has no model card; nothing written", file=sys.stderr)
+                continue
+            entry = {"sigma_scale": args.scale, "seed": args.seed, "images": len(images), "results": table[h.name]}
+            write_card_metrics(card_path, dataset, entry)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m explorer.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*", metavar="MODEL", help="catalog name, .safetensors/.json path or lab .pt file")
+    parser.add_argument("--data", required=True, type=Path, help="folder of test images")
+    parser.add_argument("--sigma", required=True, type=_parse_sigmas, help="comma-separated noise levels, e.g. 15,25,50")
+    parser.add_argument("--scale", type=float, default=255.0, choices=[255.0, 1.0], help="σ units: 255 = 8-bit levels (default), 1 = [0, 1]")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bm3d", action="store_true", help="add BM3D (needs the bm3d package)")
+    parser.add_argument("--classical", action="store_true", help="add Gaussian, Wiener and Haar-shrinkage baselines")
+    parser.add_argument("--json", type=Path, help="write {model: {sigma: {psnr, ssim}}} here")
+    parser.add_argument("--limit", type=int, help="use only the first N images (sorted by name)")
+    parser.add_argument("--write-card", action="store_true", help="store the results in each model card's metrics")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be ≥ 1")
+    try:
+        return _run(args)
+    except (CheckpointError, ImageFileError, EvaluationError, OSError) as e:
+        print(f"explorer.evaluate: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

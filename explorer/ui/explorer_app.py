@@ -1,0 +1,160 @@
+"""The whole explorer as one multi-page app: an overview page and every tool behind a navigation bar.
+
+Tools are imported lazily (only when their page is opened) and only if their module exists, so a
+tool still being written never breaks the app. Each page's Viewer is built once per session.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import panel as pn
+import param
+
+from .common import ACCENT, gray_image, make_template, notify, tex
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@dataclass(frozen=True)
+class Tool:
+    key: str
+    title: str
+    module: str
+    cls: str
+    summary: str
+
+    @property
+    def available(self) -> bool:
+        try:
+            return importlib.util.find_spec(self.module) is not None
+        except (ImportError, ValueError):
+            return False
+
+    def build(self) -> Any:
+        return getattr(importlib.import_module(self.module), self.cls)()
+
+
+TOOLS: tuple[Tool, ...] = (
+    Tool("sampler", "Coarse-to-fine sampler", "explorer.ui.sampler_view", "SamplerView",
+         "Draw images from the prior implicit in a denoiser by stochastic ascent from pure noise, and watch "
+         "the noise level fall along its designed schedule. Compare runs at several β: more injected noise, "
+         "more steps, better samples."),
+    Tool("inverse", "Inverse problems", "explorer.ui.inverse_view", "InverseView",
+         "Hide part of an image (draw the mask, or pick random pixels, super-resolution, low-pass, compressive "
+         "sensing) and let Algorithm 2 fill in the rest from the denoiser's prior. Samples, their mean and the "
+         "pseudo-inverse are compared by PSNR and SSIM."),
+    Tool("filters", "Adaptive filters", "explorer.ui.filters_view", "FiltersView",
+         "A bias-free denoiser is locally linear: each output pixel is a weighted average of the noisy image. "
+         "Click a pixel to see its adaptive filter (a row of the Jacobian) and how it shrinks and adapts with noise."),
+    Tool("gahb", "Harmonic basis (GAHB)", "explorer.ui.gahb_view", "GAHBView",
+         "The singular vectors of the Jacobian form a geometry-adaptive harmonic basis. See the leading "
+         "vectors, the shrinkage of each, and the effective dimension as the noise level changes."),
+    Tool("energy", "Energies", "explorer.ui.energy_view", "EnergyView",
+         "An energy model trained by dual score matching gives −log p of an image. Compare the energies of "
+         "images, of their noisy versions and of samples."),
+    Tool("toy2d", "Toy 2-D prior", "explorer.ui.toy2d_view", "Toy2DView",
+         "Everything in two dimensions, where the exact MMSE denoiser is known: a prior on a curve, its "
+         "smoothed densities, the score field and sampler trajectories."),
+)
+
+
+def _thumbnail(tool: Tool) -> pn.viewable.Viewable:
+    path = SCREENSHOTS / f"{tool.key}.png"
+    if path.is_file():
+        return pn.pane.PNG(str(path), width=260, height=170, fixed_aspect=False,
+                           styles={"object-fit": "cover", "border": "1px solid #ddd", "border-radius": "4px"})
+    rng = np.random.default_rng(abs(hash(tool.key)) % 2**32)
+    tile = np.clip(0.5 + 0.25 * rng.standard_normal((24, 24)), 0, 1).astype(np.float32)
+    return pn.pane.HoloViews(gray_image(tile, "", size=120), margin=(0, 70))
+
+
+class ExplorerApp(pn.viewable.Viewer):
+    """Navigation over the overview page and every available tool; ``page`` is the key shown."""
+
+    page = param.Selector(objects=["overview", *[t.key for t in TOOLS]], default="overview")
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self.views: dict[str, Any] = {}
+        self._main = pn.Column(sizing_mode="stretch_width", margin=0)
+        self._side = pn.Column(sizing_mode="stretch_width", margin=0)
+        self._nav = self._make_nav()
+        self._show()
+
+    def _make_nav(self) -> pn.Column:
+        buttons = []
+        home = pn.widgets.Button(label="Overview", color="primary", variant="outline", sizing_mode="stretch_width")
+        home.on_click(lambda _e: setattr(self, "page", "overview"))
+        buttons.append(home)
+        for tool in TOOLS:
+            b = pn.widgets.Button(label=tool.title if tool.available else f"{tool.title} (coming soon)",
+                                  color="primary", variant="outline", disabled=not tool.available,
+                                  sizing_mode="stretch_width")
+            b.on_click(lambda _e, k=tool.key: setattr(self, "page", k))
+            buttons.append(b)
+        self._buttons = buttons
+        return pn.Column(pn.pane.Markdown("**Tools**", margin=(0, 10)), *buttons, pn.layout.Divider(),
+                         sizing_mode="stretch_width")
+
+    def tool(self, key: str) -> Tool:
+        return next(t for t in TOOLS if t.key == key)
+
+    def view(self, key: str) -> Any:
+        """The session's Viewer of a tool (built on first use)."""
+        if key not in self.views:
+            self.views[key] = self.tool(key).build()
+        return self.views[key]
+
+    def overview(self) -> pn.viewable.Viewable:
+        cards = []
+        for tool in TOOLS:
+            open_b = pn.widgets.Button(label=f"Open {tool.title.lower()} →" if tool.available else "coming soon",
+                                       color="primary", disabled=not tool.available, width=260)
+            open_b.on_click(lambda _e, k=tool.key: setattr(self, "page", k))
+            cards.append(pn.Card(_thumbnail(tool), pn.pane.Markdown(tool.summary, width=260), open_b,
+                                 title=tool.title, collapsible=False, width=300, margin=10,
+                                 header_background="#eef3f7"))
+        intro = pn.pane.Markdown(tex(
+            "## Look inside image denoisers\n"
+            "A denoiser trained to remove Gaussian noise learns, implicitly, a prior over images: its residual "
+            "is a scaled score, $\\hat x(y) - y = \\sigma^2\\nabla_y\\log p_\\sigma(y)$ (Miyasawa/Tweedie). These "
+            "tools sample from that prior, solve inverse problems with it, and open up the network: its "
+            "adaptive filters (Jacobian rows), its harmonic basis (Jacobian SVD) and its energy."),
+            sizing_mode="stretch_width")
+        return pn.Column(intro, pn.FlexBox(*cards, sizing_mode="stretch_width"), sizing_mode="stretch_width")
+
+    @param.depends("page", watch=True)
+    def _show(self) -> None:
+        key = self.page
+        for b, k in zip(self._buttons, ["overview", *[t.key for t in TOOLS]]):
+            b.variant = "solid" if k == key else "outline"
+        if key == "overview":
+            self._main[:] = [self.overview()]
+            self._side[:] = []
+            return
+        try:
+            v = self.view(key)
+            main = v.main() if hasattr(v, "main") else v
+            side = v.sidebar() if hasattr(v, "sidebar") else None
+        except Exception as e:  # a broken tool must not take the app down
+            msg = f"The {self.tool(key).title} tool could not be opened: {type(e).__name__}: {e}"
+            notify(msg)
+            self._main[:] = [pn.pane.Alert(msg, alert_type="danger")]
+            self._side[:] = []
+            return
+        self._main[:] = [pn.pane.Markdown(f"## {self.tool(key).title}", margin=(0, 10)), main]
+        self._side[:] = [side] if side is not None else []
+
+    def template(self) -> pn.template.FastListTemplate:
+        return make_template("All tools", self._main, [self._nav, self._side])
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Row(pn.Column(self._nav, self._side, width=330), self._main, sizing_mode="stretch_width")
+
+
+__all__ = ["TOOLS", "ExplorerApp", "Tool", "ACCENT"]

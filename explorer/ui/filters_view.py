@@ -1,0 +1,540 @@
+"""FiltersView: click a pixel of a noisy image and see the adaptive filter that computes it.
+
+A bias-free denoiser is locally linear, x̂(y) = A_y y (Mohan*, Kadkhodaie* et al., ICLR 2020), so
+pixel i of the estimate is an inner product x̂_i = ⟨a_i, y⟩ with row i of the Jacobian A = ∂x̂/∂y:
+the *adaptive filter* of that pixel. The filter comes from :func:`explorer.jacobian.row`; this
+module only chooses the image, the noise and the pixel, and shows up to three denoisers side by
+side for the same pixel (e.g. a bias-free CNN, a CNN with biases and Gaussian smoothing).
+
+It also holds :class:`LatestTask`, the "newest request wins" background runner shared by the
+filters, GAHB and toy-2D tools.
+"""
+from __future__ import annotations
+
+import io
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import holoviews as hv
+import numpy as np
+import panel as pn
+import param
+import torch
+
+import explorer
+from explorer import jacobian
+from explorer.metrics import psnr
+
+from .common import (
+    ImageSource,
+    alert,
+    diverging_image,
+    downloads,
+    explanation,
+    fmt_number,
+    get_handle,
+    gray_image,
+    make_template,
+    model_names,
+    notify,
+    npz_bytes,
+    png_bytes,
+    show_alert,
+)
+
+MAX_MODELS = 3
+MARKER_COLOR = "#19d219"
+CROP_COLOR = "#333333"
+
+EXPLANATION = r"""
+A denoiser maps a noisy image \\(y = x + \sigma z\\) to an estimate \\(\hat x(y)\\). Near \\(y\\) it is linear,
+\\(\hat x(y + \delta) \approx \hat x(y) + A\delta\\) with the Jacobian \\(A = \partial \hat x / \partial y\\), and a
+**bias-free** network (no additive constants) is *exactly* linear along rays, so
+
+$$\hat x(y) = A_y y, \qquad \hat x_i(y) = \sum_j A_{ij} y_j = \langle a_i, y\rangle .$$
+
+Row \\(a_i\\) of \\(A\\) is the **adaptive filter** that computes pixel \\(i\\): a weighted average of the noisy
+pixels. Click a pixel of the noisy image (or of a denoised image) to see it for each denoiser. Large \\(\sigma\\)
+gives wide filters (heavy averaging), small \\(\sigma\\) narrow ones; near an edge or a line the filter follows the
+structure instead of averaging across it, while Gaussian smoothing uses the same filter everywhere.
+The **row sum** \\(\sum_j A_{ij}\\) is the filter's gain on a constant image (≈ 1: the local mean is kept); for a
+bias-free network \\(\langle a_i, y\rangle\\) equals \\(\hat x_i\\). The noise level is estimated from the residual,
+\\(\hat\sigma = \lVert y - \hat x(y)\rVert / \sqrt{N}\\).
+
+(Mohan, Kadkhodaie, Simoncelli & Fernandez-Granda, *Robust and interpretable blind image denoising
+via bias-free convolutional neural networks*, ICLR 2020.)
+"""
+
+
+# ------------------------------------------------------------------------------------------ background
+def _session_doc() -> Any:
+    doc = pn.state.curdoc
+    return doc if doc is not None and getattr(doc, "session_context", None) is not None else None
+
+
+class LatestTask:
+    """Run ``compute(request, stop, publish)`` off the event loop; the newest request wins.
+
+    ``submit(request)`` cancels the running computation (its ``stop`` event is set, and anything it
+    publishes afterwards is dropped) and queues the new one on a single worker thread. ``publish(x)``
+    hands ``x`` to ``render(x)`` on the session's event loop (next tick, document lock held), so a
+    computation can show partial results (stages, progress). Errors go to ``on_error(exc)`` on the
+    loop. Outside a served session (tests, plain Python) the computation runs inline, synchronously.
+    A destroyed session cancels the work.
+    """
+
+    def __init__(self, compute: Callable[[Any, threading.Event, Callable[[Any], None]], Any],
+                 render: Callable[[Any], Any], on_error: Callable[[BaseException], Any] | None = None,
+                 on_done: Callable[[], Any] | None = None, name: str = "explorer-task"):
+        self._compute, self._render, self._on_error, self._on_done = compute, render, on_error, on_done
+        self._name = name
+        self._gen = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._executor: ThreadPoolExecutor | None = None
+        self._doc: Any = None
+        self._hooked = False
+        self.running = False
+        self.last_seconds = 0.0  # wall time of the last finished computation
+
+    def bind(self, doc: Any = None) -> None:
+        """Remember the session document (call when the page is built); work is scheduled on it."""
+        doc = doc if doc is not None else _session_doc()
+        if doc is None:
+            return
+        self._doc = doc
+        if not self._hooked:
+            try:
+                pn.state.on_session_destroyed(lambda _ctx: self.shutdown())
+                self._hooked = True
+            except Exception:
+                pass
+
+    def _target_doc(self) -> Any:
+        return _session_doc() or self._doc
+
+    def submit(self, request: Any) -> None:
+        with self._lock:
+            self._gen += 1
+            gen = self._gen
+            self._stop.set()
+            self._stop = stop = threading.Event()
+        doc = self._target_doc()
+        if doc is None:  # no event loop to come back to: run now
+            self._run(gen, stop, request, None)
+            return
+        self.bind(doc)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._name)
+        self.running = True
+        self._executor.submit(self._run, gen, stop, request, doc)
+
+    def cancel(self) -> None:
+        """Stop the running computation (its partial results stay on screen)."""
+        with self._lock:
+            self._gen += 1
+            self._stop.set()
+        self.running = False
+
+    def shutdown(self) -> None:
+        self.cancel()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    def current(self, gen: int) -> bool:
+        return gen == self._gen
+
+    def _call(self, doc: Any, gen: int, fn: Callable[[], Any]) -> None:
+        if doc is None:
+            fn()
+            return
+
+        def guarded() -> None:
+            if self.current(gen):
+                fn()
+
+        from panel.io.state import set_curdoc
+
+        with set_curdoc(doc):
+            pn.state.execute(guarded, schedule=True)
+
+    def _run(self, gen: int, stop: threading.Event, request: Any, doc: Any) -> None:
+        if not self.current(gen):
+            return  # superseded while queued
+        t0 = time.perf_counter()
+
+        def publish(payload: Any) -> None:
+            if self.current(gen) and not stop.is_set():
+                self._call(doc, gen, lambda: self._render(payload))
+
+        try:
+            self._compute(request, stop, publish)
+        except BaseException as e:  # shown on the page
+            if doc is None:
+                traceback.print_exc()
+            err = e
+            self._call(doc, gen, lambda: self._on_error(err) if self._on_error else None)
+        finally:
+            def finish() -> None:
+                self.running = False
+                self.last_seconds = time.perf_counter() - t0
+                if self._on_done:
+                    self._on_done()
+
+            if self.current(gen):
+                self._call(doc, gen, finish)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def plot_to_pixel_index(x: float, y: float, shape: tuple[int, int]) -> tuple[int, int]:
+    """A click at plot point (x, y) on an image with bounds (0, 0, W, H), row 0 on top → pixel (row, col)."""
+    h, w = int(shape[0]), int(shape[1])
+    col = int(np.clip(np.floor(x), 0, w - 1))
+    row = int(np.clip(np.floor(h - y), 0, h - 1))
+    return row, col
+
+
+def pixel_centre(pixel: tuple[int, int], shape: tuple[int, int]) -> tuple[float, float]:
+    """Plot coordinates of the centre of pixel (row, col)."""
+    return pixel[1] + 0.5, shape[0] - pixel[0] - 0.5
+
+
+def centred_crop(a: np.ndarray, pixel: tuple[int, int], half: int) -> np.ndarray:
+    """The (2·half + 1)² window of ``a`` centred on ``pixel``; outside the image is NaN."""
+    h, w = a.shape
+    i, j = pixel
+    out = np.full((2 * half + 1, 2 * half + 1), np.nan, dtype=np.float32)
+    i0, i1, j0, j1 = max(i - half, 0), min(i + half + 1, h), max(j - half, 0), min(j + half + 1, w)
+    out[i0 - (i - half): i1 - (i - half), j0 - (j - half): j1 - (j - half)] = a[i0:i1, j0:j1]
+    return out
+
+
+def default_models() -> list[str]:
+    """The default (bias-free) model, a CNN with biases trained on the same data if the catalog has one, and
+    Gaussian smoothing."""
+    names = model_names()
+    chosen = [names[0]] if names else []
+    try:  # a CNN with biases trained on the same data as the first model (not, e.g., an MNIST energy model)
+        cards = {c["name"]: c for c in explorer.catalog()}
+        data = ((cards.get(chosen[0]) or {}).get("training") or {}).get("data") if chosen else None
+        biased = [n for n, c in cards.items() if c.get("bias_free") is False
+                  and str(c.get("architecture", "")).lower() in ("dncnn", "unet")
+                  and (c.get("training") or {}).get("data") == data]
+    except Exception:
+        biased = []
+    chosen += biased[:1]
+    gauss = "classical: Gaussian smoothing"
+    if gauss in names and gauss not in chosen:
+        chosen.append(gauss)
+    return chosen[:MAX_MODELS]
+
+
+def _sigma_arg(handle: Any, sigma: float) -> float | None:
+    """What to tell a denoiser about σ: nothing if it is blind, the true σ otherwise."""
+    return None if getattr(handle, "blind", True) else float(max(sigma, 1e-6))
+
+
+def marker(pixel: tuple[int, int], shape: tuple[int, int], color: str = MARKER_COLOR) -> hv.Points:
+    x, y = pixel_centre(pixel, shape)
+    return hv.Points([(x, y)], kdims=["x", "y"]).opts(marker="circle", size=13, fill_alpha=0, line_color=color,
+                                                      line_width=2.5, tools=[])
+
+
+def crop_box(pixel: tuple[int, int], shape: tuple[int, int], half: int) -> hv.Bounds:
+    h = shape[0]
+    i, j = pixel
+    return hv.Bounds((j - half, h - i - 1 - half, j + half + 1, h - i + half)).opts(
+        color=CROP_COLOR, line_dash="dashed", line_width=1.2)
+
+
+# ------------------------------------------------------------------------------------------ the view
+class FiltersView(pn.viewable.Viewer):
+    """Adaptive filters (Jacobian rows) of up to three denoisers at a clicked pixel of a noisy image.
+
+    Parameters: ``sigma`` (noise std), ``seed`` (noise draw), ``row``/``col`` (the pixel; set by a
+    click on any image), ``crop`` (half-width of the zoomed filter), ``models`` (up to three picker
+    names). Results of the last computation are in ``results[name]`` (``denoised``, ``filter``,
+    ``crop``, ``row_sum``, ``sigma_hat``, ``xhat_i``, ``inner``, ``psnr``) and ``noisy``.
+    """
+
+    sigma = param.Number(default=0.1, bounds=(0.0, 0.5), step=0.005,
+                         doc="σ: std of the Gaussian noise added to the clean image ([0,1] units)")
+    seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the noise draw z")
+    row = param.Integer(default=0, bounds=(0, None), doc="Row i of the selected pixel (0 = top)")
+    col = param.Integer(default=0, bounds=(0, None), doc="Column j of the selected pixel (0 = left)")
+    crop = param.Integer(default=7, bounds=(2, 24), doc="Half-width of the zoomed filter (pixels)")
+    models = param.ListSelector(default=[], objects=[], doc="Denoisers compared (up to three)")
+
+    def __init__(self, models: list[str] | None = None, image_source: ImageSource | None = None, **params: Any):
+        names = model_names()
+        super().__init__(**params)
+        self.param.models.objects = list(dict.fromkeys(names + list(models or [])))
+        with param.parameterized.discard_events(self):
+            self.models = list(models)[:MAX_MODELS] if models else default_models()
+        self.source = image_source or ImageSource(sizes=[32, 64, 128])
+        self.clean: np.ndarray = self.source.image
+        self.noisy: np.ndarray = self.clean
+        self.results: dict[str, dict[str, Any]] = {}
+        self.errors: dict[str, str] = {}
+        self.last_click_seconds = 0.0
+        self._denoise_cache: dict[tuple[str, int], tuple[np.ndarray, float]] = {}
+        self._noisy_id = 0
+        self._shown: dict[str, Any] = {}
+        self.task = LatestTask(self._compute, self._render, self._on_error, name="filters")
+
+        self._alert = alert()
+        self._status = pn.pane.Markdown("", css_classes=["explorer-number"], margin=(0, 10),
+                                        styles={"color": "#555"})
+        self._pixel_text = pn.pane.Markdown("", css_classes=["explorer-number"], margin=(0, 10))
+        self._sigma_text = pn.pane.Markdown("", css_classes=["explorer-number"], margin=(0, 10))
+        h, w = self.clean.shape
+        self._noisy_pipe = hv.streams.Pipe(data=self.noisy)
+        self._marker_pipe = hv.streams.Pipe(data=((h // 2, w // 3), (h, w)))
+        noisy_dm = hv.DynamicMap(self._noisy_plot, streams=[self._noisy_pipe])
+        marker_dm = hv.DynamicMap(lambda data: marker(*data), streams=[self._marker_pipe])
+        self._tap = hv.streams.Tap(source=noisy_dm, x=None, y=None)
+        self._tap.add_subscriber(self._on_tap)
+        self._noisy_pane = pn.pane.HoloViews(noisy_dm * marker_dm, linked_axes=False, margin=(0, 5))
+        self._columns = pn.Row(sizing_mode="stretch_width", margin=0)
+        self._slots: dict[str, dict[str, Any]] = {}
+
+        self.source.param.watch(lambda _e: self._new_image(), "image")
+        self._set_pixel((h // 2, w // 3))  # off the diagonal: row ≠ col
+        self._build_slots()
+        self._new_noise()
+
+    # ------------------------------------------------------------------ state changes
+    def _set_pixel(self, pixel: tuple[int, int]) -> None:
+        h, w = self.clean.shape
+        i, j = int(np.clip(pixel[0], 0, h - 1)), int(np.clip(pixel[1], 0, w - 1))
+        self.param.row.bounds, self.param.col.bounds = (0, h - 1), (0, w - 1)
+        with param.parameterized.discard_events(self):
+            self.row, self.col = i, j
+
+    @property
+    def pixel(self) -> tuple[int, int]:
+        return int(self.row), int(self.col)
+
+    def _new_image(self) -> None:
+        if self.source.image is None:
+            return
+        old = self.clean.shape
+        self.clean = self.source.image
+        if self.clean.shape != old:
+            h, w = self.clean.shape
+            self._set_pixel((h // 2, w // 3))
+        self._new_noise()
+
+    @param.depends("sigma", "seed", watch=True)
+    def _new_noise(self) -> None:
+        """y = x + σ z with z ~ N(0, I) drawn from ``seed`` (the same z for every σ)."""
+        z = np.random.default_rng(int(self.seed)).standard_normal(self.clean.shape).astype(np.float32)
+        self.noisy = (self.clean + np.float32(self.sigma) * z).astype(np.float32)
+        self._noisy_id += 1
+        self._denoise_cache.clear()
+        self._noisy_pipe.send(self.noisy)
+        self._submit()
+
+    @param.depends("row", "col", "crop", watch=True)
+    def _pixel_changed(self) -> None:
+        self._submit()
+
+    @param.depends("models", watch=True)
+    def _models_changed(self) -> None:
+        if len(self.models) > MAX_MODELS:
+            self.models = list(self.models[:MAX_MODELS])
+            return
+        self._build_slots()
+        self._submit()
+
+    def _on_tap(self, x: float | None = None, y: float | None = None, **_: Any) -> None:
+        if x is None or y is None:
+            return
+        i, j = plot_to_pixel_index(x, y, self.clean.shape)
+        if (i, j) == self.pixel:
+            return
+        self.param.update(row=i, col=j)
+
+    def select(self, pixel: tuple[int, int]) -> None:
+        """Select a pixel (row, col), as a click would."""
+        self.param.update(row=int(pixel[0]), col=int(pixel[1]))
+
+    # ------------------------------------------------------------------ computation (worker thread)
+    def _submit(self) -> None:
+        self._status.object = "Computing the filters…"
+        self.task.submit(dict(noisy=self.noisy, noisy_id=self._noisy_id, pixel=self.pixel, crop=int(self.crop),
+                              models=list(self.models), sigma=float(self.sigma), clean=self.clean,
+                              t0=time.perf_counter()))
+
+    def _compute(self, req: dict[str, Any], stop: threading.Event, publish: Callable[[Any], None]) -> None:
+        y, pixel = req["noisy"], req["pixel"]
+        out: dict[str, dict[str, Any]] = {}
+        errors: dict[str, str] = {}
+        for name in req["models"]:
+            if stop.is_set():
+                return
+            try:
+                handle = get_handle(name)
+                s_arg = _sigma_arg(handle, req["sigma"])
+                key = (name, req["noisy_id"])
+                if key not in self._denoise_cache:
+                    den = handle.denoise(y, s_arg)
+                    s_hat = float(handle.estimate_sigma(handle.to_tensor(y), s_arg)[0])
+                    self._denoise_cache[key] = (np.asarray(den, dtype=np.float32), s_hat)
+                den, s_hat = self._denoise_cache[key]
+                filt = jacobian.row(handle, y, pixel, s_arg)[0].detach().to("cpu", torch.float32).numpy()
+            except Exception as e:  # a model that cannot run here: show why, keep the others
+                errors[name] = f"{type(e).__name__}: {e}"
+                continue
+            out[name] = dict(
+                denoised=den, filter=filt, crop=centred_crop(filt, pixel, req["crop"]),
+                row_sum=float(filt.sum(dtype=np.float64)), sigma_hat=s_hat,
+                xhat_i=float(den[pixel]), inner=float(np.sum(filt.astype(np.float64) * y)),
+                psnr=psnr(den, req["clean"]), blind=bool(getattr(handle, "blind", True)),
+                bias_free=bool(getattr(handle, "bias_free", False)))
+        publish(dict(req=req, results=out, errors=errors, seconds=time.perf_counter() - req["t0"]))
+
+    def _on_error(self, e: BaseException) -> None:
+        show_alert(self._alert, f"The filters could not be computed: {type(e).__name__}: {e}")
+        notify(f"Filters failed: {e}")
+        self._status.object = ""
+
+    # ------------------------------------------------------------------ display (event loop)
+    def _noisy_plot(self, data: np.ndarray) -> hv.Image:
+        return gray_image(data, title="noisy y — click a pixel", size=260, tools=[], default_tools=[])
+
+    def _build_slots(self) -> None:
+        """One column per compared denoiser: x̂(y), the filter (full view and zoom) and its numbers."""
+        h, w = self.clean.shape
+        slots: dict[str, dict[str, Any]] = {}
+        cols = []
+        for name in self.models:
+            empty = np.zeros((h, w), np.float32)
+            s = dict(
+                den=hv.streams.Pipe(data=empty),
+                full=hv.streams.Pipe(data=(empty, self.pixel, int(self.crop))),
+                crop=hv.streams.Pipe(data=centred_crop(empty, self.pixel, int(self.crop))),
+                text=pn.pane.Markdown("", css_classes=["explorer-number"], margin=(0, 6), width=255),
+            )
+            den_dm = hv.DynamicMap(lambda data: gray_image(data, title="denoised x̂(y)", size=185, tools=[]),
+                                   streams=[s["den"]])
+            tap = hv.streams.Tap(source=den_dm, x=None, y=None)
+            tap.add_subscriber(self._on_tap)
+            s["tap"] = tap
+            full_dm = hv.DynamicMap(self._full_plot, streams=[s["full"]])
+            crop_dm = hv.DynamicMap(self._crop_plot, streams=[s["crop"]])
+            title = pn.pane.Markdown(f"#### {name}", margin=(0, 10))
+            cols.append(pn.Column(
+                title,
+                pn.pane.HoloViews(den_dm, linked_axes=False, margin=0),
+                pn.pane.HoloViews(full_dm, linked_axes=False, margin=0),
+                pn.pane.HoloViews(crop_dm, linked_axes=False, margin=0),
+                s["text"], width=262, margin=(0, 3)))
+            slots[name] = s
+        self._slots = slots
+        self._columns[:] = cols
+
+    def _full_plot(self, data: tuple[np.ndarray, tuple[int, int], int]) -> hv.Overlay:
+        filt, pixel, half = data
+        return (diverging_image(filt, title="filter aᵢ = row i of A", size=185, colorbar=False)
+                * crop_box(pixel, filt.shape, half) * marker(pixel, filt.shape, "#111111"))
+
+    def _crop_plot(self, data: np.ndarray) -> hv.Image:
+        n = data.shape[0]
+        return diverging_image(data, title=f"zoom: {n}×{n} around pixel i", size=160, colorbar=True,
+                               tools=["hover"]).redim.label(value="filter weight")
+
+    def _render(self, payload: dict[str, Any]) -> None:
+        req, results, errors = payload["req"], payload["results"], payload["errors"]
+        self.results, self.errors = results, errors
+        shape = req["noisy"].shape
+        with pn.io.hold():
+            self._marker_pipe.send((req["pixel"], shape))
+            for name, s in self._slots.items():
+                if name in errors:
+                    s["text"].object = f"⚠️ {name} failed here: {errors[name]}"
+                    continue
+                r = results.get(name)
+                if r is None:
+                    continue
+                if s["den"].data is not r["denoised"]:  # unchanged by a click: skip the redraw
+                    s["den"].send(r["denoised"])
+                s["full"].send((r["filter"], req["pixel"], req["crop"]))
+                s["crop"].send(r["crop"])
+                s["text"].object = self._numbers(r)
+            i, j = req["pixel"]
+            self._pixel_text.object = (f"**pixel i = (row {i}, col {j})** of {shape[0]}×{shape[1]} · "
+                                       f"y_i = {req['noisy'][i, j]:.3f} · clean x_i = {req['clean'][i, j]:.3f}")
+            self.last_click_seconds = payload["seconds"]
+            self._status.object = f"Filters computed in {payload['seconds']:.2f} s."
+            show_alert(self._alert, "; ".join(f"{k}: {v}" for k, v in errors.items()))
+
+    @staticmethod
+    def _numbers(r: dict[str, Any]) -> str:
+        lines = [f"**row sum** Σⱼ Aᵢⱼ = {r['row_sum']:.4f}",
+                 f"x̂ᵢ = {r['xhat_i']:.4f} (denoised pixel) · ⟨aᵢ, y⟩ = {r['inner']:.4f}"
+                 + (" (equal: bias-free)" if r["bias_free"] else ""),
+                 f"σ̂ = {fmt_number(r['sigma_hat'])} (noise std from the residual, [0,1] units)",
+                 f"PSNR(x̂, x) = {fmt_number(r['psnr'])} dB"]
+        return "<br>".join(lines)
+
+    # ------------------------------------------------------------------ downloads
+    def _png(self) -> io.BytesIO:
+        panels: list[tuple] = [("noisy y", self.noisy)]
+        for name, r in self.results.items():
+            panels += [(f"{name}: x_hat", r["denoised"]), (f"{name}: filter", r["filter"], "diverging"),
+                       (f"{name}: zoom", np.nan_to_num(r["crop"]), "diverging")]
+        return png_bytes(panels, columns=4 if len(panels) > 1 else 1)
+
+    def _npz(self) -> io.BytesIO:
+        arrays: dict[str, Any] = dict(clean=self.clean, noisy=self.noisy, pixel=np.asarray(self.pixel))
+        for k, (name, r) in enumerate(self.results.items()):
+            for key in ("denoised", "filter", "crop"):
+                arrays[f"model{k}_{key}"] = r[key]
+        params = dict(sigma=self.sigma, seed=self.seed, pixel=self.pixel, crop=self.crop, image=self.source.label,
+                      models=list(self.results),
+                      numbers={n: {k: r[k] for k in ("row_sum", "sigma_hat", "xhat_i", "inner", "psnr")}
+                               for n, r in self.results.items()})
+        return npz_bytes(arrays, params)
+
+    def _basename(self) -> str:
+        return f"filters_{self.source.label or 'image'}_sigma{self.sigma:g}_r{self.row}c{self.col}".replace(" ", "_")
+
+    # ------------------------------------------------------------------ layout
+    def sidebar(self) -> pn.Column:
+        w = dict(sizing_mode="stretch_width")
+        picker = pn.widgets.MultiChoice.from_param(self.param.models, name=f"Denoisers to compare (up to {MAX_MODELS})",
+                                                   max_items=MAX_MODELS, **w)
+        return pn.Column(
+            picker,
+            self.source,
+            pn.pane.Markdown("**Noise**", margin=(10, 10, 0, 10)),
+            pn.widgets.FloatSlider.from_param(self.param.sigma, name="σ (noise std, [0,1] units)", format="0.000", **w),
+            pn.widgets.IntInput.from_param(self.param.seed, name="Noise seed", **w),
+            pn.pane.Markdown("**Pixel** (or click an image)", margin=(10, 10, 0, 10)),
+            pn.Row(pn.widgets.IntInput.from_param(self.param.row, name="Row i", **w),
+                   pn.widgets.IntInput.from_param(self.param.col, name="Column j", **w), **w),
+            pn.widgets.IntSlider.from_param(self.param.crop, name="Zoom half-width (pixels)", **w),
+            **w)
+
+    def main(self) -> pn.Column:
+        self.task.bind()
+        return pn.Column(
+            self._alert,
+            pn.Row(pn.Column(self._noisy_pane, self._pixel_text, self._status, width=275, margin=0),
+                   self._columns, sizing_mode="stretch_width"),
+            downloads(self._png, self._npz, self._basename),
+            explanation(EXPLANATION, title="Adaptive filters: the rows of the Jacobian"),
+            sizing_mode="stretch_width")
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Row(pn.Column(self.sidebar(), width=330), self.main(), sizing_mode="stretch_width")
+
+    def template(self) -> pn.template.FastListTemplate:
+        """The tool as a full page (used by ``apps/filters.py``)."""
+        return make_template("Adaptive filters", self.main(), self.sidebar())

@@ -1,0 +1,313 @@
+"""explorer.jacobian against known answers: dense Jacobians, linear denoisers with known matrices, the lab's BF-DnCNN."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.func import jacrev
+
+from explorer import jacobian as J
+from explorer.denoisers import Denoiser, DnCNN, UNet
+from explorer.handle import ModelHandle
+
+from conftest import SHARED, calibrated
+
+H = W = 32
+LAB = SHARED / "lcv/bias_free_denoising/dncnn/bias_free/0-100.pt"
+SET68 = SHARED / "data/bsd/Set68/test001.png"
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
+
+
+class MatrixDenoiser(Denoiser):
+    """x̂(y) = M vec(y): a linear denoiser with a known matrix (generic autodiff path)."""
+
+    def __init__(self, M: torch.Tensor, shape: tuple[int, int, int]):
+        super().__init__()
+        self.register_buffer("M", M)
+        self.shape = shape
+
+    def forward(self, y, sigma=None):
+        return (y.flatten(1) @ self.M.T).reshape(len(y), *self.shape)
+
+
+class Smoothing(Denoiser):
+    """x̂ = k ∗ y with a fixed symmetric 5×5 Gaussian kernel and zero padding: a symmetric matrix."""
+
+    def __init__(self, width: float = 1.2):
+        super().__init__()
+        t = torch.arange(-2, 3, dtype=torch.float32)
+        g = torch.exp(-(t**2) / (2 * width**2))
+        self.register_buffer("kernel", (g[:, None] * g[None, :] / g.sum() ** 2)[None, None])
+
+    def forward(self, y, sigma=None):
+        return F.conv2d(y, self.kernel, padding=2)
+
+
+def _rand_image(seed: int, size: int = H) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(1, 1, size, size, generator=g) + 0.2 * torch.randn(1, 1, size, size, generator=g)).float()
+
+
+def _net(cls, bias_free: bool = True, **kw) -> torch.nn.Module:
+    """A tiny random network calibrated on 32×32 images; the output conv is scaled up so that the
+    residual is a sizeable part of y and A = I − ∂net/∂y has a spread spectrum."""
+    torch.manual_seed(0)
+    net = calibrated(cls(bias_free=bias_free, **kw), shape=(8, 1, H, W))
+    last = net.convs[-1] if isinstance(net, DnCNN) else net.head
+    with torch.no_grad():
+        last.weight.mul_(4.0)
+    return net
+
+
+@pytest.fixture(scope="module")
+def bf() -> ModelHandle:
+    return ModelHandle(_net(DnCNN, depth=5, width=8), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def biased() -> ModelHandle:
+    return ModelHandle(_net(DnCNN, bias_free=False, depth=5, width=8), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def bf_unet() -> ModelHandle:
+    return ModelHandle(_net(UNet, width=8, levels=3, convs_per_block=1), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def y() -> torch.Tensor:
+    return _rand_image(3)
+
+
+@pytest.fixture(scope="module")
+def dense_bf(bf, y) -> torch.Tensor:
+    """The reference Jacobian from torch.func.jacrev (independent of explorer.jacobian), float64."""
+    return jacrev(lambda t: bf.model(t))(y).reshape(H * W, H * W).double()
+
+
+# --------------------------------------------------------------------------- the linearization
+
+
+@pytest.mark.parametrize("name", ["bf", "biased", "bf_unet"])
+def test_replay_fast_path_equals_forward_mode_autodiff(request, name, y):
+    """The ReLU-mask replay (biased nets: minus the replayed offset) equals torch.func.jvp to float precision."""
+    handle = request.getfixturevalue(name)
+    assert J.is_piecewise_affine(handle.model)
+    V = torch.randn(6, 1, H, W, generator=torch.Generator().manual_seed(4))
+    fast = J.jvp(handle, y, V, path="replay")
+    slow = J.jvp(handle, y, V, path="autodiff")
+    assert _rel(fast, slow) < 1e-5
+
+
+def test_dense_jacobian_equals_jacrev(bf, y, dense_bf):
+    assert _rel(J.full_jacobian(bf, y).double(), dense_bf) < 1e-5
+    assert _rel(J.linearize(bf, y, path="autodiff").dense().double(), dense_bf) < 1e-5
+
+
+@pytest.mark.parametrize("name", ["bf", "bf_unet"])
+def test_euler_identity_for_bias_free(request, name, y):
+    """x̂ positively homogeneous ⇒ J(y) y = x̂(y) (relative error < 1e-4), on both paths."""
+    handle = request.getfixturevalue(name)
+    xhat = handle.denoise(y)[0]
+    for path in ("replay", "autodiff"):
+        assert _rel(J.jvp(handle, y, y[0], path=path), xhat) < 1e-4
+
+
+def test_euler_identity_fails_for_biased_twin(biased, y):
+    assert _rel(J.jvp(biased, y, y[0]), biased.denoise(y)[0]) > 1e-3
+
+
+def test_vjp_is_the_transpose_of_jvp(bf_unet, y):
+    """⟨A v, u⟩ = ⟨v, Aᵀ u⟩ for random u, v."""
+    g = torch.Generator().manual_seed(5)
+    V, U = torch.randn(4, 1, H, W, generator=g), torch.randn(4, 1, H, W, generator=g)
+    lin = J.linearize(bf_unet, y)
+    lhs = (lin.jvp(V) * U).sum((1, 2, 3))
+    rhs = (V * lin.vjp(U)).sum((1, 2, 3))
+    torch.testing.assert_close(lhs, rhs, rtol=1e-4, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def test_row_equals_dense_row(bf, y, dense_bf):
+    r = J.row(bf, y, (7, 19))
+    assert r.shape == (1, H, W)
+    assert _rel(r.flatten().double(), dense_bf[7 * W + 19]) < 1e-5
+
+
+def test_rows_batched_equal_rows_one_by_one(bf, y):
+    pixels = [(0, 0), (5, 9), (31, 31), (16, 2)]
+    batched = J.row(bf, y, pixels)
+    assert batched.shape == (4, 1, H, W)
+    for p, r in zip(pixels, batched):
+        torch.testing.assert_close(r, J.row(bf, y, p), rtol=0, atol=1e-6)
+
+
+def test_row_sums_are_A_times_ones(bf, y, dense_bf):
+    assert _rel(J.row_sums(bf, y).flatten().double(), dense_bf.sum(1)) < 1e-5
+
+
+def test_row_rejects_pixels_outside_the_image(bf, y):
+    with pytest.raises(IndexError, match="outside"):
+        J.row(bf, y, (H, 0))
+
+
+def test_replay_refused_where_it_would_not_be_exact(y):
+    with pytest.raises(ValueError, match="replay"):
+        J.jvp(ModelHandle(Smoothing(), device="cpu"), y, y[0], path="replay")
+
+
+# --------------------------------------------------------------------------- spectra of the network
+
+
+def test_top_singular_matches_dense_svd(bf, y, dense_bf):
+    """Matrix-free top-16 values within 1e-3 relative; every pair has ‖A v_k − s_k u_k‖ ≤ 1e-2 s_1."""
+    k = 16
+    s, U, V = J.top_singular(bf, y, k)
+    exact = torch.linalg.svdvals(dense_bf)[:k]
+    assert ((s.double() - exact).abs() / exact).max().item() < 1e-3
+    U, V = U.reshape(k, -1).double(), V.reshape(k, -1).double()
+    residual = (V @ dense_bf.T - s.double()[:, None] * U).norm(dim=1)
+    assert residual.max().item() <= 1e-2 * exact[0].item()
+    torch.testing.assert_close(U @ U.T, torch.eye(k, dtype=U.dtype), atol=1e-5, rtol=0)
+    torch.testing.assert_close(V @ V.T, torch.eye(k, dtype=V.dtype), atol=1e-5, rtol=0)
+
+
+def test_exact_trace_frobenius_symmetry_of_network(bf, y, dense_bf):
+    assert J.effective_dim(bf, y, method="exact").value == pytest.approx(dense_bf.trace().item(), rel=1e-5)
+    assert J.sum_sq_singular(bf, y, method="exact").value == pytest.approx(dense_bf.square().sum().item(), rel=1e-5)
+    asym = ((dense_bf - dense_bf.T).norm() / dense_bf.norm()).item()
+    assert J.symmetry(bf, y, method="exact").value == pytest.approx(asym, rel=1e-4)
+
+
+def test_hutchinson_estimates_within_stated_tolerance(bf, y, dense_bf):
+    """|estimate − exact| ≤ 4 × the theoretical Rademacher standard deviation / √probes."""
+    probes = 128
+    A = dense_bf
+    As = 0.5 * (A + A.T)
+    sd_trace = math.sqrt(2 * (As.square().sum() - As.diagonal().square().sum()).item() / probes)
+    est = J.effective_dim(bf, y, method="hutchinson", probes=probes)
+    assert est.probes == probes and est.method == "hutchinson"
+    assert abs(est.value - A.trace().item()) <= 4 * sd_trace
+    assert est.stderr == pytest.approx(sd_trace, rel=0.5)  # the reported error bar is the right size
+    fro = J.sum_sq_singular(bf, y, method="hutchinson", probes=probes)
+    assert abs(fro.value - A.square().sum().item()) <= 4 * fro.stderr
+    asym = ((A - A.T).norm() / A.norm()).item()
+    assert J.symmetry(bf, y, method="hutchinson", probes=probes).value == pytest.approx(asym, rel=0.1)
+
+
+def test_shrinkage_matches_dense_eigendecomposition(bf, y, dense_bf):
+    k = 8
+    lam, E, recon = J.shrinkage(bf, y, k)
+    As = 0.5 * (dense_bf + dense_bf.T)
+    exact = torch.linalg.eigvalsh(As).flip(0)[:k]
+    assert ((lam.double() - exact).abs() / exact.abs().max()).max().item() < 1e-3
+    Ef = E.reshape(k, -1).double()
+    assert (Ef @ As.T - lam.double()[:, None] * Ef).norm(dim=1).max().item() < 1e-2 * exact[0].item()
+    yf = y.flatten().double()
+    torch.testing.assert_close(recon.flatten().double(), (lam.double() * (Ef @ yf)) @ Ef)
+
+
+# --------------------------------------------------------------------------- linear denoisers with known matrices
+
+
+@pytest.fixture(scope="module")
+def known() -> tuple[ModelHandle, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """M = Q_u diag(s) Q_vᵀ on 12×12 images with a cluster of 5 equal singular values at the top."""
+    n, g = 144, torch.Generator().manual_seed(7)
+    Qu, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    Qv, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    s = torch.cat([torch.full((5,), 1.0), torch.linspace(0.9, 0.01, n - 5)]).double()
+    M = (Qu * s) @ Qv.T
+    return ModelHandle(MatrixDenoiser(M.float(), (1, 12, 12)), device="cpu"), M, s, Qv
+
+
+def test_linear_denoiser_known_answers(known):
+    handle, M, s, _ = known
+    y = _rand_image(8, 12)
+    assert J.linearize(handle, y).path == "autodiff"
+    torch.testing.assert_close(J.full_jacobian(handle, y).double(), M, atol=1e-6, rtol=0)
+    torch.testing.assert_close(J.row(handle, y, (3, 4)).flatten().double(), M[3 * 12 + 4], atol=1e-6, rtol=0)
+    assert J.effective_dim(handle, y).value == pytest.approx(M.trace().item(), abs=1e-4)
+    assert J.sum_sq_singular(handle, y).value == pytest.approx(s.square().sum().item(), rel=1e-5)
+    assert J.symmetry(handle, y).value == pytest.approx(((M - M.T).norm() / M.norm()).item(), rel=1e-5)
+
+
+def test_top_singular_resolves_a_cluster(known):
+    """Five equal top singular values: values exact, and the 5 right vectors span the true 5-dim space."""
+    handle, M, s, Qv = known
+    k = 8
+    vals, U, V = J.top_singular(handle, _rand_image(8, 12), k)
+    torch.testing.assert_close(vals.double(), s[:k], atol=1e-4, rtol=0)
+    V5 = V[:5].reshape(5, -1).double()
+    assert torch.linalg.svdvals(V5 @ Qv[:, :5]).min().item() > 1 - 1e-4  # principal angles ≈ 0
+    residual = (V.reshape(k, -1).double() @ M.T - vals.double()[:, None] * U.reshape(k, -1).double()).norm(dim=1)
+    assert residual.max().item() < 1e-3
+
+
+def test_effective_dim_curve_is_flat_for_a_linear_denoiser(known):
+    handle, M, s, _ = known
+    curve = J.effective_dim_curve(handle, _rand_image(9, 12)[0, 0].numpy(), [0.05, 0.1, 0.4], seed=1)
+    np.testing.assert_allclose(curve.trace, M.trace().item(), atol=1e-4)
+    np.testing.assert_allclose(curve.sum_sq, s.square().sum().item(), rtol=1e-5)
+    assert curve.method == "exact" and curve.probes == 0
+
+
+def test_symmetric_smoothing_has_zero_asymmetry():
+    handle = ModelHandle(Smoothing(), device="cpu")
+    y = _rand_image(10, 48)  # N = 2304 > EXACT_LIMIT: 'auto' estimates
+    est = J.symmetry(handle, y, probes=16)
+    assert est.method == "hutchinson" and est.probes == 16
+    assert est.value < 1e-6
+    small = _rand_image(10, 16)
+    assert J.symmetry(handle, small).value < 1e-6
+    A = J.full_jacobian(handle, small).double()
+    lam, E, recon = J.shrinkage(handle, small, 6)
+    torch.testing.assert_close(lam.double(), torch.linalg.eigvalsh(A).flip(0)[:6], atol=1e-5, rtol=0)
+
+
+# --------------------------------------------------------------------------- the lab's BF-DnCNN
+
+
+def _lab_handle() -> ModelHandle:
+    from explorer.convert import load_legacy
+
+    model, _ = load_legacy(LAB)
+    return ModelHandle(model, device="cpu")
+
+
+def test_lab_bf_dncnn_adaptive_filters():
+    """BF-DnCNN [0, 100] on a 40×40 crop of Set68/test001: exact Σs² falls as σ^(−0.6…−1.2) from σ = 10
+    to 100; mean row sum within 0.05 of 1 at σ = 10, 30; top singular pairs nearly symmetric at σ = 30
+    (|u_kᵀv_k| > 0.9 for ≥ 15 of the top 16; measured: only the first, s_1 ≈ 2.1, is 0.79, the rest
+    0.91–0.98); J(y) y = x̂(y) to 1e-4 (forward-mode autodiff, not the replay)."""
+    from explorer.data.files import load_image
+
+    if not LAB.exists() or not SET68.exists():
+        pytest.fail(f"the lab check needs {LAB} and {SET68}")
+    handle = _lab_handle()
+    x = torch.as_tensor(load_image(SET68))[100:140, 100:140][None, None]
+    z = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    noisy = {s: x + s / 255 * z for s in (10, 30, 100)}
+
+    for s in (10, 30):
+        assert abs(J.row_sums(handle, noisy[s]).mean().item() - 1) < 0.05
+
+    y = noisy[30]
+    assert _rel(J.jvp(handle, y, y[0], path="autodiff"), handle.denoise(y)[0]) < 1e-4
+
+    _, U, V = J.top_singular(handle, y, 16, steps=3)
+    alignment = (U * V).flatten(1).sum(1).abs()
+    assert (alignment > 0.9).sum().item() >= 15 and alignment.min().item() > 0.7, alignment
+
+    dims = {s: J.sum_sq_singular(handle, noisy[s], method="exact").value for s in (10, 100)}
+    assert dims[10] > dims[100]
+    slope = math.log(dims[100] / dims[10]) / math.log(10)
+    assert -1.2 < slope < -0.6, dims

@@ -1,0 +1,164 @@
+"""FiltersView without a browser: a Tap shows the Jacobian row of the clicked pixel, σ and seed drive the
+noisy image, three denoisers side by side, crops, downloads, bad models."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from explorer import jacobian
+from explorer.ui.common import ImageSource, get_handle
+from explorer.ui.filters_view import FiltersView, LatestTask, centred_crop, pixel_centre, plot_to_pixel_index
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+GAUSS = "classical: Gaussian smoothing"
+WIENER = "classical: Wiener filter"
+
+
+@pytest.fixture
+def view(tiny_handle):
+    return FiltersView(models=["tiny-test", GAUSS, WIENER], image_source=ImageSource(sizes=[32], size=32), sigma=0.1)
+
+
+def tap(view: FiltersView, pixel: tuple[int, int]) -> None:
+    """Fire the HoloViews Tap stream of the noisy image at the centre of ``pixel`` (row, col)."""
+    x, y = pixel_centre(pixel, view.noisy.shape)
+    view._tap.event(x=x, y=y)
+
+
+def shown_filter(view: FiltersView, name: str) -> np.ndarray:
+    return view._slots[name]["full"].data[0]
+
+
+def test_tap_shows_the_jacobian_row_of_that_pixel(view, tiny_handle):
+    pixel = (5, 20)  # row ≠ col: a transposed convention would pick (20, 5)
+    tap(view, pixel)
+    assert view.pixel == pixel
+    expected = jacobian.row(tiny_handle, view.noisy, pixel)[0].numpy()
+    shown = shown_filter(view, "tiny-test")
+    assert shown.shape == (32, 32)
+    np.testing.assert_allclose(shown, expected, rtol=1e-5, atol=1e-7)
+    transposed = jacobian.row(tiny_handle, view.noisy, (20, 5))[0].numpy()
+    assert not np.allclose(shown, transposed)
+    # the filter peaks near the clicked pixel
+    peak = np.unravel_index(np.abs(shown).argmax(), shown.shape)
+    assert abs(peak[0] - 5) <= 2 and abs(peak[1] - 20) <= 2
+    # the marker sits on the clicked pixel
+    assert view._marker_pipe.data[0] == pixel
+
+
+def test_row_sum_shown_is_the_sum_of_the_shown_filter(view):
+    tap(view, (7, 25))
+    for name in view.models:
+        r = view.results[name]
+        total = float(shown_filter(view, name).sum(dtype=np.float64))
+        assert r["row_sum"] == pytest.approx(total, rel=1e-6, abs=1e-9)
+        assert f"{total:.4f}" in view._slots[name]["text"].object
+    # bias-free: x̂_i = ⟨a_i, y⟩
+    r = view.results["tiny-test"]
+    assert r["inner"] == pytest.approx(r["xhat_i"], rel=1e-3, abs=1e-4)
+    assert "equal: bias-free" in view._slots["tiny-test"]["text"].object
+
+
+def test_clicking_the_denoised_image_also_selects(view):
+    x, y = pixel_centre((30, 2), (32, 32))
+    view._slots[GAUSS]["tap"].event(x=x, y=y)
+    assert view.pixel == (30, 2)
+
+
+def test_sigma_and_seed_change_the_noisy_image(view):
+    y1 = view.noisy.copy()
+    f1 = shown_filter(view, "tiny-test").copy()
+    view.sigma = 0.3
+    y2 = view.noisy.copy()
+    assert not np.allclose(y1, y2)
+    np.testing.assert_allclose(view._noisy_pipe.data, y2)
+    # the same z at both σ: y − x scales with σ
+    np.testing.assert_allclose((y2 - view.clean) / 0.3, (y1 - view.clean) / 0.1, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(shown_filter(view, "tiny-test"), f1)
+    view.seed = 3
+    assert not np.allclose(view.noisy, y2)
+    view.sigma = 0.0
+    np.testing.assert_allclose(view.noisy, view.clean)
+
+
+def test_three_denoisers_side_by_side(view):
+    tap(view, (16, 9))
+    assert list(view._slots) == ["tiny-test", GAUSS, WIENER]
+    filters = [shown_filter(view, n) for n in view.models]
+    assert all(f.shape == (32, 32) for f in filters)
+    assert not np.allclose(filters[0], filters[1]) and not np.allclose(filters[1], filters[2])
+    for name, f in zip(view.models, filters):
+        expected = jacobian.row(get_handle(name), view.noisy, (16, 9))[0].numpy()
+        np.testing.assert_allclose(f, expected, rtol=1e-4, atol=1e-6)
+    assert view.results[GAUSS]["row_sum"] == pytest.approx(1.0, abs=0.05)  # a normalised blur
+    assert len(view._columns) == 3
+    view.models = ["tiny-test", GAUSS, WIENER, "classical: Haar shrinkage"]
+    assert len(view.models) == 3  # at most three
+    view.models = [GAUSS]
+    assert list(view.results) == [GAUSS] and len(view._columns) == 1
+
+
+def test_crop_is_centred_on_the_pixel_and_nan_outside(view):
+    tap(view, (1, 30))
+    half = view.crop
+    c = view._slots["tiny-test"]["crop"].data
+    f = shown_filter(view, "tiny-test")
+    assert c.shape == (2 * half + 1, 2 * half + 1)
+    assert c[half, half] == f[1, 30]
+    assert np.isnan(c[0, half]) and np.isnan(c[half, -1])  # above row 0, right of the last column
+    assert c[half + 1, half - 1] == f[2, 29]
+    view.crop = 3
+    assert view._slots["tiny-test"]["crop"].data.shape == (7, 7)
+
+
+def test_plot_coordinates_map_to_pixels_both_ways():
+    shape = (6, 9)
+    for i in range(6):
+        for j in range(9):
+            assert plot_to_pixel_index(*pixel_centre((i, j), shape), shape) == (i, j)
+    assert plot_to_pixel_index(0.01, 5.99, shape) == (0, 0)  # top-left corner
+    assert plot_to_pixel_index(100, -4, shape) == (5, 8)  # clipped
+    a = np.arange(25.0).reshape(5, 5)
+    assert np.array_equal(centred_crop(a, (2, 2), 2), a)
+
+
+def test_size_change_keeps_a_valid_pixel(view):
+    tap(view, (31, 31))
+    src = view.source
+    src.param.size.objects = [16, 32]
+    src.size = 16
+    assert view.noisy.shape == (16, 16)
+    assert 0 <= view.row < 16 and 0 <= view.col < 16
+    assert shown_filter(view, "tiny-test").shape == (16, 16)
+
+
+def test_downloads(view):
+    tap(view, (4, 11))
+    png = view._png().getvalue()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    data = np.load(io.BytesIO(view._npz().getvalue()))
+    params = json.loads(str(data["params"]))
+    assert params["pixel"] == [4, 11] and params["sigma"] == pytest.approx(0.1)
+    np.testing.assert_allclose(data["model0_filter"], shown_filter(view, "tiny-test"))
+    assert params["numbers"]["tiny-test"]["row_sum"] == pytest.approx(view.results["tiny-test"]["row_sum"])
+    assert "r4c11" in view._basename()
+
+
+def test_a_model_that_cannot_load_is_reported_and_the_others_still_work(tiny_handle):
+    v = FiltersView(models=["no-such-model", "tiny-test"], image_source=ImageSource(sizes=[32], size=32))
+    assert "no-such-model" in v.errors and "tiny-test" in v.results
+    assert v._alert.visible and "no-such-model" in v._alert.object
+    assert "failed" in v._slots["no-such-model"]["text"].object
+    tap(v, (3, 4))
+    assert v.results["tiny-test"]["filter"].shape == (32, 32)
+
+
+def test_latest_task_runs_inline_without_a_server():
+    seen = []
+    task = LatestTask(lambda req, stop, publish: publish(req * 2), seen.append)
+    task.submit(21)
+    assert seen == [42] and not task.running
