@@ -82,7 +82,10 @@ class ModelHandle:
 
     # --- conversions
     def to_tensor(self, y: ArrayOrTensor) -> Tensor:
-        """An array image or a tensor batch → a (B, C, H, W) tensor on the model's device and dtype."""
+        """An array image or a tensor batch → a (B, C, H, W) tensor on the model's device and dtype.
+
+        Raises ValueError for a wrong channel count, an image smaller than the model's ``min_size``, or
+        non-finite values."""
         if isinstance(y, Tensor):
             if y.ndim != 4:
                 raise ValueError(f"expected a (B, C, H, W) tensor, got shape {tuple(y.shape)}")
@@ -91,6 +94,12 @@ class ModelHandle:
             t = image_to_tensor(y, self.device, self.dtype)
         if t.shape[1] != self.channels:
             raise ValueError(f"{self.name} takes {self.channels}-channel images, got {t.shape[1]} channels")
+        smallest = getattr(self.model, "min_size", 1)
+        if min(t.shape[-2:]) < smallest:
+            raise ValueError(f"{self.name} needs images of at least {smallest}×{smallest} pixels, "
+                             f"got {t.shape[-2]}×{t.shape[-1]}")
+        if not torch.isfinite(t).all():
+            raise ValueError("the image contains NaN or infinite values")
         return t
 
     def _apply(self, fn, y: ArrayOrTensor, sigma: SigmaLike) -> ArrayOrTensor:

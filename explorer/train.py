@@ -107,6 +107,12 @@ def _load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch
     opt.load_state_dict(sd)
 
 
+def schedule_text(a: argparse.Namespace) -> str:
+    """The learning-rate schedule in words, for the model card."""
+    text = f"Adam, warm-up + cosine decay of lr {a.lr} over steps {a.restart_at}–{a.steps}"
+    return text + (f" (a warm restart of the schedule at step {a.restart_at})" if a.restart_at else "")
+
+
 class Trainer:
     """Holds model, optimizer, sampler and counters; saves/restores everything needed to resume."""
 
@@ -150,7 +156,7 @@ class Trainer:
                 "noise": {"distribution": a.noise_dist, "sigma_min": a.sigma_min, "sigma_max": a.sigma_max, "units": "[0,1] image range"},
                 "patch": a.patch,
                 "batch": a.batch,
-                "optimizer": f"Adam lr {a.lr}, warm-up + cosine decay over {a.steps} steps",
+                "optimizer": schedule_text(a),
                 "steps": self.step,
                 "cpu_hours": round(self.seconds / 3600, 3),
                 "seed": a.seed,
@@ -180,7 +186,7 @@ class Trainer:
         sigma = sample_sigmas(a.batch, a.sigma_min, a.sigma_max, a.noise_dist, self.gen).view(-1, 1, 1, 1)
         y = x + sigma * torch.randn(x.shape, generator=self.gen)
         for g in self.opt.param_groups:
-            g["lr"] = lr_at(self.step, a.steps, a.lr)
+            g["lr"] = lr_at(self.step - a.restart_at, a.steps - a.restart_at, a.lr)
         x_hat = self.model(y)
         loss = torch.mean((x_hat - x) ** 2)
         self.opt.zero_grad(set_to_none=True)
@@ -244,6 +250,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=20000, help="total steps (the lr schedule spans them)")
     p.add_argument("--budget-minutes", type=float, default=0.0, help="stop (with a checkpoint) after this wall time")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--restart-at", type=int, default=0,
+                   help="with --resume: restart the warm-up + cosine schedule (peak --lr) at this step, spanning to --steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--log-every", type=int, default=50)
@@ -256,12 +264,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if not 0 <= args.restart_at < args.steps:
+        print(f"error: --restart-at {args.restart_at} must be in [0, --steps={args.steps})", file=sys.stderr)
+        return 2
     trainer = Trainer(args)
     if args.resume:
         if not (trainer.state_dir / "state.json").is_file():
             print(f"error: nothing to resume in {trainer.state_dir}", file=sys.stderr)
             return 2
         trainer.restore()
+    if args.restart_at > trainer.step:
+        print(f"error: --restart-at {args.restart_at} is after the saved step {trainer.step} (use --resume)", file=sys.stderr)
+        return 2
     trainer.run()
     return 0
 

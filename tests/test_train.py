@@ -72,3 +72,16 @@ def test_sigma_distributions_stay_in_range():
         assert s.min() >= 0 and s.max() <= 0.4
     # √σ uniform puts more mass on small σ than σ uniform
     assert train.sample_sigmas(10000, 0, 0.4, "sqrt", g).median() < train.sample_sigmas(10000, 0, 0.4, "uniform", g).median()
+
+
+def test_warm_restart_reruns_the_schedule_from_the_restart_step(image_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert train.main(_args(image_folder, out, 20)) == 0
+    assert train.main(_args(image_folder, out, 25, "--restart-at", "30", "--resume")) == 2  # after the total
+    assert train.main(_args(image_folder, out, 40, "--restart-at", "30", "--resume")) == 2  # after the saved step
+    assert "after the saved step 20" in capsys.readouterr().err
+    assert train.main(_args(image_folder, out, 40, "--restart-at", "20", "--resume")) == 0
+    card = json.loads((out / "tiny.json").read_text())
+    assert card["training"]["steps"] == 40 and "warm restart of the schedule at step 20" in card["training"]["optimizer"]
+    # the schedule restarted at step 20 is the fresh schedule shifted by 20 steps
+    assert train.lr_at(25 - 20, 40 - 20, 1e-3) == pytest.approx(1e-3 * 6 / 200)

@@ -21,11 +21,13 @@ class Denoiser(nn.Module):
       False if it needs σ (then ``sigma`` is required).
     - ``bias_free``: True if x̂(αy) = αx̂(y) for every α > 0 (no additive constants anywhere).
     - ``channels``: number of image channels it accepts.
+    - ``min_size``: the smallest image side it accepts.
     """
 
     blind: bool = True
     bias_free: bool = False
     channels: int = 1
+    min_size: int = 1
 
     def forward(self, y: Tensor, sigma: SigmaLike = None) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

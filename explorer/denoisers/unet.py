@@ -60,6 +60,11 @@ class UNet(ResidualNetwork):
         """Image sides must be multiples of this for the network itself (forward pads otherwise)."""
         return 2 ** (self.levels - 1)
 
+    @property
+    def min_size(self) -> int:
+        """Reflect-padding to a multiple needs at least ``multiple`` pixels per side."""
+        return self.multiple
+
     def predict_residual(self, y: Tensor) -> Tensor:
         h, w = y.shape[-2:]
         m = self.multiple
