@@ -15,18 +15,20 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 from tqdm import tqdm
 
 from .checkpoints import PRETRAINED_DIR, save_model
 from .data import load_folder
 from .data.patches import PatchSampler
-from .denoisers import build
+from .denoisers import BFNorm2d, build
 
 
 def sample_sigmas(n: int, lo: float, hi: float, dist: str, gen: torch.Generator) -> torch.Tensor:
@@ -107,6 +109,30 @@ def _load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch
     opt.load_state_dict(sd)
 
 
+@torch.no_grad()
+def recalibrate_norms(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
+    """Re-estimate every norm layer's running statistics as the plain average over ``batches``.
+
+    During training the running statistic s̄ follows an exponential average (momentum 0.1) of the last
+    few batches, so eval-mode outputs drift from checkpoint to checkpoint. Forward passes in train
+    mode with momentum 1/(k+1) at the k-th batch give s̄ = (1/n) Σ_k s_k over all n batches (for
+    BatchNorm2d the same holds for its running mean and variance). Returns n; the model is left in eval mode.
+    """
+    norms = [m for m in model.modules() if isinstance(m, (BFNorm2d, nn.BatchNorm2d))]
+    momenta = [m.momentum for m in norms]
+    model.train()
+    n = 0
+    for k, y in enumerate(batches):
+        for m in norms:
+            m.momentum = 1.0 / (k + 1)
+        model(y)
+        n += 1
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
+    return n
+
+
 def schedule_text(a: argparse.Namespace) -> str:
     """The learning-rate schedule in words, for the model card."""
     text = f"Adam, warm-up + cosine decay of lr {a.lr} over steps {a.restart_at}–{a.steps}"
@@ -129,6 +155,7 @@ class Trainer:
         self.step = 0
         self.seconds = 0.0  # CPU seconds (all threads) spent in training steps
         self.history: list[dict[str, Any]] = []
+        self.recalibrated_at: int | None = None  # step at which the norm statistics were last re-averaged
         self.val_images = [im[:128, :128] for im in load_folder(args.val)] if args.val else []
 
     # --- persistence
@@ -142,6 +169,7 @@ class Trainer:
             "seconds": self.seconds,
             "args": vars(self.args),
             "history": self.history,
+            "recalibrated_at": self.recalibrated_at,
         }
         (self.state_dir / "state.json").write_text(json.dumps(state, indent=1) + "\n")
         a = self.args
@@ -162,6 +190,8 @@ class Trainer:
                 "seed": a.seed,
                 "command": "python -m explorer.train " + " ".join(sys.argv[1:]) if sys.argv[1:] else "",
                 "history": self.history,
+                "norm_statistics": (f"averaged over {a.recalibrate} batches after step {self.recalibrated_at}"
+                                    if self.recalibrated_at is not None else "exponential average (momentum 0.1) of training batches"),
             },
             metrics={},
         )
@@ -178,13 +208,19 @@ class Trainer:
         self.gen.set_state(rng["noise_gen"])
         self.sampler.load_state_dict({"generator": rng["patch_gen"]})
         self.step, self.seconds, self.history = state["step"], state["seconds"], state["history"]
+        self.recalibrated_at = state.get("recalibrated_at")
 
     # --- the loop
-    def train_step(self) -> tuple[float, float]:
+    def noisy_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clean patches x and y = x + σz, σ drawn per patch from the training noise distribution."""
         a = self.args
         x = self.sampler.sample(a.batch)
         sigma = sample_sigmas(a.batch, a.sigma_min, a.sigma_max, a.noise_dist, self.gen).view(-1, 1, 1, 1)
-        y = x + sigma * torch.randn(x.shape, generator=self.gen)
+        return x, x + sigma * torch.randn(x.shape, generator=self.gen)
+
+    def train_step(self) -> tuple[float, float]:
+        a = self.args
+        x, y = self.noisy_batch()
         for g in self.opt.param_groups:
             g["lr"] = lr_at(self.step - a.restart_at, a.steps - a.restart_at, a.lr)
         x_hat = self.model(y)
@@ -219,14 +255,20 @@ class Trainer:
             bar.write("interrupted: saving a checkpoint")
         finally:
             bar.close()
-            self.checkpoint()
+        if self.step >= a.steps and a.recalibrate and self.recalibrated_at != self.step:
+            self.recalibrated_at = self.step
+            recalibrate_norms(self.model, (self.noisy_batch()[1] for _ in range(a.recalibrate)))
+            self.model.train()
+        self.checkpoint()
 
     def checkpoint(self) -> None:
         if self.val_images:
             entry = {"step": self.step, "cpu_hours": round(self.seconds / 3600, 3)}
             for s in self.args.val_sigmas:
                 entry[f"psnr_sigma{s:g}"] = round(validation_psnr(self.model, self.val_images, s / 255), 3)
-            if not self.history or self.history[-1]["step"] != self.step:
+            if self.history and self.history[-1]["step"] == self.step:
+                self.history[-1] = entry  # e.g. re-validated after the norm statistics were re-averaged
+            else:
                 self.history.append(entry)
         self.save()
 
@@ -257,6 +299,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--val", default="", help="folder of validation images (center 128×128 crops), e.g. Set12")
     p.add_argument("--val-sigmas", type=lambda s: [float(v) for v in s.split(",")], default=[25.0, 50.0], help="8-bit units")
+    p.add_argument("--recalibrate", type=int, default=100,
+                   help="at the end, average the norm layers' statistics over this many batches (0: keep the running average)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)

@@ -49,11 +49,12 @@ def test_training_reduces_loss_and_writes_loadable_model(image_folder, tmp_path)
 
 def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(image_folder, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    train.main(_args(image_folder, a, 40))
-    train.main(_args(image_folder, b, 20))
+    # --recalibrate 0: a run that reaches its end re-averages its norm statistics, which an extension would not undo
+    train.main(_args(image_folder, a, 40, "--recalibrate", "0"))
+    train.main(_args(image_folder, b, 20, "--recalibrate", "0"))
     state = json.loads((b / "training" / "tiny" / "state.json").read_text())
     assert state["step"] == 20
-    train.main(_args(image_folder, b, 40, "--resume"))
+    train.main(_args(image_folder, b, 40, "--resume", "--recalibrate", "0"))
     wa = explorer.checkpoints.load_denoiser(a / "tiny.json")[0].state_dict()
     wb = explorer.checkpoints.load_denoiser(b / "tiny.json")[0].state_dict()
     for k in wa:
@@ -85,3 +86,30 @@ def test_warm_restart_reruns_the_schedule_from_the_restart_step(image_folder, tm
     assert card["training"]["steps"] == 40 and "warm restart of the schedule at step 20" in card["training"]["optimizer"]
     # the schedule restarted at step 20 is the fresh schedule shifted by 20 steps
     assert train.lr_at(25 - 20, 40 - 20, 1e-3) == pytest.approx(1e-3 * 6 / 200)
+
+
+def test_recalibration_sets_norm_statistics_to_the_plain_average_over_batches():
+    torch.manual_seed(0)
+    for bias_free in (True, False):
+        model = explorer.denoisers.DnCNN(depth=3, width=4, bias_free=bias_free)
+        batches = [torch.randn(4, 1, 12, 12) * s for s in (0.5, 1.0, 2.0)]
+        norm = next(m for m in model.modules() if isinstance(m, (explorer.denoisers.BFNorm2d, torch.nn.BatchNorm2d)))
+        inputs = []
+        hook = norm.register_forward_hook(lambda m, args, out: inputs.append(args[0].detach()))
+        assert train.recalibrate_norms(model, batches) == 3
+        hook.remove()
+        assert not model.training and norm.momentum == 0.1
+        if bias_free:
+            sds = [torch.sqrt(x.var(dim=(0, 2, 3), unbiased=False) + norm.eps) for x in inputs]
+            torch.testing.assert_close(norm.running_sd, torch.stack(sds).mean(0))
+        else:
+            torch.testing.assert_close(norm.running_mean, torch.stack([x.mean(dim=(0, 2, 3)) for x in inputs]).mean(0))
+
+
+def test_a_finished_run_averages_its_norm_statistics_and_says_so(image_folder, tmp_path):
+    out = tmp_path / "out"
+    assert train.main(_args(image_folder, out, 20, "--recalibrate", "4", "--arch", "unet", "--levels", "2")) == 0
+    card = json.loads((out / "tiny.json").read_text())
+    assert card["training"]["norm_statistics"] == "averaged over 4 batches after step 20"
+    state = json.loads((out / "training" / "tiny" / "state.json").read_text())
+    assert state["recalibrated_at"] == 20 and [e["step"] for e in state["history"]].count(20) <= 1
