@@ -15,7 +15,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +190,8 @@ class Trainer:
                 "seed": a.seed,
                 "command": "python -m explorer.train " + " ".join(sys.argv[1:]) if sys.argv[1:] else "",
                 "history": self.history,
-                "norm_statistics": (f"averaged over {a.recalibrate} batches after step {self.recalibrated_at}"
+                "norm_statistics": (f"averaged over {a.recalibrate} batches of 8 noisy {a.recalibrate_patch}-pixel crops "
+                                    f"(at most the image size) after step {self.recalibrated_at}"
                                     if self.recalibrated_at is not None else "exponential average (momentum 0.1) of training batches"),
             },
             metrics={},
@@ -217,6 +218,18 @@ class Trainer:
         x = self.sampler.sample(a.batch)
         sigma = sample_sigmas(a.batch, a.sigma_min, a.sigma_max, a.noise_dist, self.gen).view(-1, 1, 1, 1)
         return x, x + sigma * torch.randn(x.shape, generator=self.gen)
+
+    def recalibration_batches(self, batch: int = 8) -> Iterator[torch.Tensor]:
+        """``--recalibrate`` noisy batches of ``--recalibrate-patch`` crops (at most the smallest image side):
+        larger crops than the training patches give norm statistics closer to those of whole images."""
+        a = self.args
+        patch = min(a.recalibrate_patch, *(min(im.shape[:2]) for im in self.images))
+        crops = PatchSampler(self.images, patch, batch_size=batch, seed=a.seed + 2)
+        gen = torch.Generator().manual_seed(a.seed + 3)
+        for _ in range(a.recalibrate):
+            x = crops.sample(batch)
+            sigma = sample_sigmas(batch, a.sigma_min, a.sigma_max, a.noise_dist, gen).view(-1, 1, 1, 1)
+            yield x + sigma * torch.randn(x.shape, generator=gen)
 
     def train_step(self) -> tuple[float, float]:
         a = self.args
@@ -257,7 +270,7 @@ class Trainer:
             bar.close()
         if self.step >= a.steps and a.recalibrate and self.recalibrated_at != self.step:
             self.recalibrated_at = self.step
-            recalibrate_norms(self.model, (self.noisy_batch()[1] for _ in range(a.recalibrate)))
+            recalibrate_norms(self.model, self.recalibration_batches())
             self.model.train()
         self.checkpoint()
 
@@ -301,6 +314,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-sigmas", type=lambda s: [float(v) for v in s.split(",")], default=[25.0, 50.0], help="8-bit units")
     p.add_argument("--recalibrate", type=int, default=100,
                    help="at the end, average the norm layers' statistics over this many batches (0: keep the running average)")
+    p.add_argument("--recalibrate-patch", type=int, default=128, help="crop size of the recalibration batches")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)

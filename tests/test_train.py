@@ -110,6 +110,6 @@ def test_a_finished_run_averages_its_norm_statistics_and_says_so(image_folder, t
     out = tmp_path / "out"
     assert train.main(_args(image_folder, out, 20, "--recalibrate", "4", "--arch", "unet", "--levels", "2")) == 0
     card = json.loads((out / "tiny.json").read_text())
-    assert card["training"]["norm_statistics"] == "averaged over 4 batches after step 20"
+    assert card["training"]["norm_statistics"].startswith("averaged over 4 batches of 8 noisy 128-pixel crops")
     state = json.loads((out / "training" / "tiny" / "state.json").read_text())
     assert state["recalibrated_at"] == 20 and [e["step"] for e in state["history"]].count(20) <= 1
