@@ -13,6 +13,12 @@ the model sha over its weights (log Z included), the source hash over the data d
 entry is keyed by its file's path, size and modification time (and index or patch position), so
 re-running is instant and only changed or new files are recomputed. Unreadable or unusable files
 are reported (message and stderr), never silently dropped.
+
+Scale-out: ``--workers N`` (a local Dask cluster of N processes) or ``--scheduler ADDRESS`` (a running
+Dask cluster) splits the uncached images into batches computed by the workers (each loads the model
+once; see :mod:`explorer.distributed`); the energies come back to this process, which writes the same
+cache as the single-machine path. Workers read the model and the images by path: on a remote
+cluster both must be at the same (absolute) path on every worker.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,6 +40,9 @@ from tqdm import tqdm
 
 from .data import builtin, files, mnist
 from .energy import bits_per_dim, db_per_dim
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 EULER_GAMMA = 0.5772156649015329
 DEFAULT_PERCENTILES = (1.0, 5.0, 25.0, 50.0, 75.0, 95.0, 99.0)
@@ -125,6 +134,36 @@ def items_for(source: str, gray: bool = True, size: int | None = None, patch: in
     return folder_items(source, gray)
 
 
+def source_spec(data: str, gray: bool = True, size: int | None = None, patch: int = 32, per_image: int = 16) -> str:
+    """The JSON description of a data set (the :func:`items_for` arguments): the cache's source id and
+    what Dask workers re-list the items from."""
+    return json.dumps({"data": data, "size": size, "patch": patch, "per_image": per_image, "gray": gray})
+
+
+def items_for_source(source: str) -> list[Item]:
+    """The items of a :func:`source_spec` description."""
+    s = json.loads(source)
+    return items_for(s["data"], gray=s["gray"], size=s["size"], patch=s["patch"], per_image=s["per_image"])
+
+
+def absolute_source(source: str) -> str:
+    """A :func:`source_spec` description with its folder made absolute, so that any process can list it.
+
+    Raises ValueError for a source that is not such a description."""
+    try:
+        s = json.loads(source)
+        if not isinstance(s, dict) or set(s) != {"data", "size", "patch", "per_image", "gray"}:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"distributed energies need a source_spec(...) description as source, got {source!r}") from None
+    data = s["data"]
+    if data.startswith("patches:"):
+        s["data"] = "patches:" + str(Path(data.split(":", 1)[1]).resolve())
+    elif data not in ("mnist", "builtin"):
+        s["data"] = str(Path(data).resolve())
+    return json.dumps(s)
+
+
 # --------------------------------------------------------------------------- the cache
 def model_fingerprint(model: torch.nn.Module) -> str:
     """sha256 over the names, shapes and bytes of the model's state dict (weights and buffers)."""
@@ -184,23 +223,18 @@ def image_energies(model: torch.nn.Module, images: torch.Tensor, batch: int = 64
     return torch.cat(out).numpy()
 
 
-def compute_energies(
-    model: torch.nn.Module,
-    items: Sequence[Item],
-    source: str,
-    batch: int = 64,
-    use_cache: bool = True,
-    progress: bool = True,
-) -> EnergyReport:
-    """Energies of ``items`` (cached per item); failures are collected and printed to stderr."""
-    model = model.eval()
-    cpath = cache_path(model, source)
-    cache = _read_cache(cpath) if use_cache else {}
-    fresh: dict[str, tuple[float, int]] = {}
-    failures: list[tuple[str, str]] = []
-    todo = [it for it in items if it.key not in cache]
+Energies = dict[str, tuple[float, int]]
+Failures = list[tuple[str, str]]
+
+
+def energies_of(model: torch.nn.Module, items: Sequence[Item], batch: int = 64, progress: bool = True) -> tuple[Energies, Failures]:
+    """key → (nats, d) of every usable item, and (label, reason) of the others.
+
+    Items are loaded, grouped by shape and run through the model ``batch`` at a time."""
+    fresh: Energies = {}
+    failures: Failures = []
     groups: dict[tuple[int, ...], list[tuple[Item, np.ndarray]]] = {}
-    for it in tqdm(todo, desc="loading", disable=not progress or not todo, leave=False):
+    for it in tqdm(items, desc="loading", disable=not progress or not items, leave=False):
         try:
             img = np.asarray(it.load(), dtype=np.float32)
             if img.ndim not in (2, 3) or not np.isfinite(img).all():
@@ -226,6 +260,37 @@ def compute_energies(
                         failures.append((it.label, "non-finite energy"))
             bar.update(len(part))
     bar.close()
+    return fresh, failures
+
+
+def compute_energies(
+    model: torch.nn.Module,
+    items: Sequence[Item],
+    source: str,
+    batch: int = 64,
+    use_cache: bool = True,
+    progress: bool = True,
+    client: Client | None = None,
+    model_ref: str | None = None,
+) -> EnergyReport:
+    """Energies of ``items`` (cached per item); failures are collected and printed to stderr.
+
+    With a Dask ``client`` the uncached items are computed by its workers: ``model_ref`` is the name
+    or path they load the model from (checked to have the same weights as ``model``) and ``source``
+    must be the :func:`source_spec` the items were listed from. The cache is written here either way.
+    """
+    model = model.eval()
+    cpath = cache_path(model, source)
+    cache = _read_cache(cpath) if use_cache else {}
+    todo = [it for it in items if it.key not in cache]
+    if client is None:
+        fresh, failures = energies_of(model, todo, batch, progress)
+    else:
+        if model_ref is None:
+            raise ValueError("distributed energies need model_ref, the name or path workers load the model from")
+        from .distributed import remote_energies
+
+        fresh, failures = remote_energies(client, model_ref, model_fingerprint(model), source, todo, batch, progress)
     for label, msg in failures:
         print(f"skipped {label}: {msg}", file=sys.stderr)
     if failures:
@@ -359,7 +424,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--quiet", action="store_true")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="compute on a running Dask cluster (e.g. tcp://host:8786)")
+    where.add_argument("--workers", type=int, metavar="N", help="compute on a local Dask cluster of N worker processes")
     args = p.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        p.error("--workers must be ≥ 1")
 
     from .checkpoints import load
 
@@ -373,8 +443,12 @@ def main(argv: list[str] | None = None) -> int:
     if not items:
         print(f"error: no images found in {args.data}", file=sys.stderr)
         return 2
-    source = json.dumps({"data": args.data, "size": args.size, "patch": args.patch, "per_image": args.per_image, "gray": gray})
-    report = compute_energies(model, items, source, args.batch, use_cache=not args.no_cache, progress=not args.quiet)
+    source = source_spec(args.data, gray, args.size, args.patch, args.per_image)
+    from .distributed import client_for
+
+    with client_for(args.scheduler, args.workers) as client:
+        report = compute_energies(model, items, source, args.batch, use_cache=not args.no_cache, progress=not args.quiet,
+                                  client=client, model_ref=args.model)
     if len(report.values) == 0:
         print("error: every image failed", file=sys.stderr)
         return 1

@@ -15,16 +15,24 @@ memory by :func:`explorer.convert.import_legacy`). ``--bm3d`` adds BM3D (Dabov e
 ``bm3d`` package, given the true σ); ``--classical`` adds the Gaussian, Wiener and Haar-shrinkage
 filters of :mod:`explorer.denoisers.classical` (blind: they estimate σ themselves).
 ``--write-card`` stores the results into each model card's ``metrics[<folder name>]``, touching no
-other field. Exit status 1 with a one-line message for a missing model, folder or package.
+other field. Exit status 1 with a one-line message for a missing model, folder or package, or for
+unreadable images (each named; no table is written).
+
+Scale-out: ``--workers N`` (a local Dask cluster of N processes) or ``--scheduler ADDRESS`` (a running
+Dask cluster) splits the images into batches scored by the workers (each opens the models once; see
+:mod:`explorer.distributed`). Since an image's noise depends only on (seed, index, σ) and the means
+are summed in image order, the table is identical to the single-machine one. Workers read the models
+and images by path: on a remote cluster both must be at the same path on every worker.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -38,7 +46,15 @@ from .denoisers.base import SigmaLike
 from .handle import ModelHandle
 from .metrics import psnr, ssim
 
+if TYPE_CHECKING:
+    from distributed import Client
+
 Results = dict[str, dict[float, dict[str, float]]]
+#: {model name: {σ: (PSNR, SSIM)}} of one image.
+ImageScores = dict[str, dict[float, tuple[float, float]]]
+#: (file name, reason) of every image that could not be used.
+Failures = list[tuple[str, str]]
+T = TypeVar("T")
 
 
 class EvaluationError(ValueError):
@@ -52,6 +68,38 @@ def noisy_image(image: np.ndarray, sigma: float, seed: int, index: int) -> np.nd
     return (image + sigma * z).astype(np.float32)
 
 
+def _check(names: Sequence[str], images: int, sigmas: Sequence[float], seed: int) -> None:
+    """Raise :class:`EvaluationError` for duplicate model names, no images or σ, a negative seed or σ ≤ 0."""
+    if len(set(names)) != len(names):
+        raise EvaluationError(f"two models share a name: {list(names)}")
+    if not images or not sigmas:
+        raise EvaluationError("nothing to evaluate: need at least one image and one sigma")
+    if seed < 0 or any(not np.isfinite(s) or s <= 0 for s in sigmas):
+        raise EvaluationError(f"seed must be ≥ 0 and every sigma > 0, got seed={seed}, sigmas={list(sigmas)}")
+
+
+def score_image(handles: Sequence[ModelHandle], x: np.ndarray, index: int, sigmas: Sequence[float], seed: int) -> ImageScores:
+    """PSNR and SSIM of every model on image number ``index`` at every σ (the protocol of the module docstring)."""
+    scores: ImageScores = {h.name: {} for h in handles}
+    for s in sigmas:
+        y = noisy_image(x, s, seed, index)
+        for h in handles:
+            out = np.clip(h.denoise(y, None if h.blind else s), 0.0, 1.0)
+            scores[h.name][s] = (psnr(out, x), ssim(out, x))
+    return scores
+
+
+def mean_scores(scores: Sequence[ImageScores]) -> Results:
+    """The per-model, per-σ means of per-image scores, summed in the order given."""
+    sums = {n: {s: np.zeros(2) for s in d} for n, d in scores[0].items()}
+    for image in scores:
+        for n, d in image.items():
+            for s, v in d.items():
+                sums[n][s] += v
+    return {n: {s: {"psnr": float(v[0] / len(scores)), "ssim": float(v[1] / len(scores))} for s, v in d.items()}
+            for n, d in sums.items()}
+
+
 def evaluate_models(
     handles: Sequence[ModelHandle],
     images: Sequence[np.ndarray],
@@ -63,25 +111,88 @@ def evaluate_models(
 
     ``sigmas`` are in [0, 1] units (σ_8bit / 255). See the module docstring for the protocol.
     """
-    names = [h.name for h in handles]
-    if len(set(names)) != len(names):
-        raise EvaluationError(f"two models share a name: {names}")
-    if not images or not sigmas:
-        raise EvaluationError("nothing to evaluate: need at least one image and one sigma")
-    if seed < 0 or any(not np.isfinite(s) or s <= 0 for s in sigmas):
-        raise EvaluationError(f"seed must be ≥ 0 and every sigma > 0, got seed={seed}, sigmas={list(sigmas)}")
-    sums = {n: {s: np.zeros(2) for s in sigmas} for n in names}
-    bar = tqdm(total=len(images) * len(sigmas) * len(handles), desc="evaluate", unit="denoise", disable=not progress)
-    for i, x in enumerate(images):
-        for s in sigmas:
-            y = noisy_image(x, s, seed, i)
-            for h in handles:
-                out = np.clip(h.denoise(y, None if h.blind else s), 0.0, 1.0)
-                sums[h.name][s] += (psnr(out, x), ssim(out, x))
-                bar.update()
-    bar.close()
-    return {n: {s: {"psnr": float(v[0] / len(images)), "ssim": float(v[1] / len(images))} for s, v in d.items()}
-            for n, d in sums.items()}
+    _check([h.name for h in handles], len(images), sigmas, seed)
+    scores = [score_image(handles, x, i, sigmas, seed)
+              for i, x in enumerate(tqdm(images, desc="evaluate", unit="image", disable=not progress))]
+    return mean_scores(scores)
+
+
+def each_image(fn: Callable[[int, np.ndarray], T], files: Sequence[tuple[int, str | Path]], gray: bool,
+               desc: str, progress: bool = False) -> tuple[dict[int, T], Failures]:
+    """{index: fn(index, image)} over (index, path) pairs; a file that cannot be read or used is
+    recorded in the failures as (file name, reason) instead."""
+    done: dict[int, T] = {}
+    failures: Failures = []
+    for i, path in tqdm(files, desc=desc, unit="image", disable=not progress):
+        try:
+            done[i] = fn(i, load_image(path, gray=gray))
+        except (ValueError, RuntimeError) as e:  # ImageFileError is a ValueError
+            failures.append((Path(path).name, str(e)))
+    return done, failures
+
+
+def score_files(handles: Sequence[ModelHandle], files: Sequence[tuple[int, str | Path]], sigmas: Sequence[float],
+                seed: int, progress: bool = False) -> tuple[dict[int, ImageScores], Failures]:
+    """:func:`score_image` of every (index, path) pair, and the files that failed."""
+    gray = handles[0].channels == 1
+    return each_image(lambda i, x: score_image(handles, x, i, sigmas, seed), files, gray, "evaluate", progress)
+
+
+@dataclass(frozen=True)
+class Lineup:
+    """The denoisers of a benchmark, described so that any process can open them."""
+
+    models: tuple[str, ...] = ()
+    bm3d: bool = False
+    classical: bool = False
+
+    def open(self) -> list[ModelHandle]:
+        """The named models (:func:`open_model`) followed by the requested baselines, all of one channel count."""
+        handles = [open_model(m) for m in self.models]
+        channels = {h.channels for h in handles} or {1}
+        if len(channels) > 1:
+            raise EvaluationError(f"models take different channel counts {sorted(channels)}; evaluate them separately")
+        handles += baselines(self.bm3d, self.classical, channels.pop())
+        if not handles:
+            raise EvaluationError("no model to evaluate: name one or pass --bm3d / --classical")
+        return handles
+
+
+@dataclass
+class Benchmark:
+    """Mean scores over the images that could be used, their number, and the files that could not."""
+
+    results: Results
+    images: int
+    failures: Failures
+
+
+def benchmark(
+    lineup: Lineup,
+    files: Sequence[str | Path],
+    sigmas: Sequence[float],
+    seed: int = 0,
+    client: Client | None = None,
+    progress: bool = True,
+    handles: Sequence[ModelHandle] | None = None,
+) -> Benchmark:
+    """Score the ``lineup`` on image files, locally or on the workers of a Dask ``client``.
+
+    ``handles`` are the lineup already opened in this process (opened here if not given). Image i is
+    the i-th of ``files`` whichever process scores it, so both paths give the same numbers.
+    """
+    handles = list(handles) if handles is not None else lineup.open()
+    _check([h.name for h in handles], len(files), sigmas, seed)
+    indexed = list(enumerate(files))
+    if client is None:
+        scores, failures = score_files(handles, indexed, sigmas, seed, progress)
+    else:
+        from .distributed import remote_scores
+
+        scores, failures = remote_scores(client, lineup, handles, indexed, sigmas, seed, progress)
+    if not scores:
+        raise EvaluationError(f"every image failed: {'; '.join(f'{n}: {r}' for n, r in failures)}")
+    return Benchmark(mean_scores([scores[i] for i in sorted(scores)]), len(scores), failures)
 
 
 class BM3D(Denoiser):
@@ -172,33 +283,31 @@ def _parse_sigmas(text: str) -> list[float]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    handles = [open_model(m) for m in args.models]
-    channels = {h.channels for h in handles} or {1}
-    if len(channels) > 1:
-        raise EvaluationError(f"models take different channel counts {sorted(channels)}; evaluate them separately")
-    (c,) = channels
-    n_named = len(handles)
-    handles += baselines(args.bm3d, args.classical, c)
-    if not handles:
-        raise EvaluationError("no model to evaluate: name one or pass --bm3d / --classical")
+    lineup = Lineup(tuple(args.models), args.bm3d, args.classical)
+    handles = lineup.open()
     files = list_images(args.data)[: args.limit]
     if not files:
         raise EvaluationError(f"{args.data}: no image files in the folder")
-    images = [load_image(f, gray=c == 1) for f in files]
     sigmas = [s / args.scale for s in args.sigma]
-    results = evaluate_models(handles, images, sigmas, seed=args.seed, progress=not args.quiet)
-    table = relabel(results, args.scale)
+    from .distributed import client_for
+
+    with client_for(args.scheduler, args.workers) as client:
+        bench = benchmark(lineup, files, sigmas, args.seed, client, progress=not args.quiet, handles=handles)
+    if bench.failures:
+        raise EvaluationError(f"{len(bench.failures)} of {len(files)} images unusable: "
+                              + "; ".join(f"{name}: {reason}" for name, reason in bench.failures))
+    table = relabel(bench.results, args.scale)
     dataset = Path(args.data).resolve().name
-    print(format_table(table, f"PSNR (dB) / SSIM on {dataset} ({len(images)} images), σ in units of 1/{args.scale:g}, seed {args.seed}"))
+    print(format_table(table, f"PSNR (dB) / SSIM on {dataset} ({bench.images} images), σ in units of 1/{args.scale:g}, seed {args.seed}"))
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=2) + "\n")
     if args.write_card:
-        for h in handles[:n_named]:
+        for h in handles[:len(lineup.models)]:
             card_path = h.card.get("_card_path")
             if card_path is None:
                 print(f"explorer.evaluate: note: {h.name} has no model card; nothing written", file=sys.stderr)
                 continue
-            entry = {"sigma_scale": args.scale, "seed": args.seed, "images": len(images), "results": table[h.name]}
+            entry = {"sigma_scale": args.scale, "seed": args.seed, "images": bench.images, "results": table[h.name]}
             write_card_metrics(card_path, dataset, entry)
     return 0
 
@@ -216,9 +325,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="use only the first N images (sorted by name)")
     parser.add_argument("--write-card", action="store_true", help="store the results in each model card's metrics")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="score on a running Dask cluster (e.g. tcp://host:8786)")
+    where.add_argument("--workers", type=int, metavar="N", help="score on a local Dask cluster of N worker processes")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be ≥ 1")
+    if args.workers is not None and args.workers < 1:
+        parser.error("--workers must be ≥ 1")
     try:
         return _run(args)
     except (CheckpointError, ImageFileError, EvaluationError, OSError) as e:
