@@ -156,6 +156,7 @@ class Trainer:
         self.seconds = 0.0  # CPU seconds (all threads) spent in training steps
         self.history: list[dict[str, Any]] = []
         self.recalibrated_at: int | None = None  # step at which the norm statistics were last re-averaged
+        self.recalibrated_with: dict[str, int] | None = None  # the batches and crop size used then
         self.val_images = [im[:128, :128] for im in load_folder(args.val)] if args.val else []
 
     # --- persistence
@@ -170,6 +171,7 @@ class Trainer:
             "args": vars(self.args),
             "history": self.history,
             "recalibrated_at": self.recalibrated_at,
+            "recalibrated_with": self.recalibrated_with,
         }
         (self.state_dir / "state.json").write_text(json.dumps(state, indent=1) + "\n")
         a = self.args
@@ -190,9 +192,10 @@ class Trainer:
                 "seed": a.seed,
                 "command": "python -m explorer.train " + " ".join(sys.argv[1:]) if sys.argv[1:] else "",
                 "history": self.history,
-                "norm_statistics": (f"averaged over {a.recalibrate} batches of 8 noisy {a.recalibrate_patch}-pixel crops "
+                "norm_statistics": (f"averaged over {self.recalibrated_with['batches']} batches of 8 noisy "
+                                    f"{self.recalibrated_with['patch']}-pixel crops "
                                     f"(at most the image size) after step {self.recalibrated_at}"
-                                    if self.recalibrated_at is not None else "exponential average (momentum 0.1) of training batches"),
+                                    if self.recalibrated_at is not None and self.recalibrated_with else "exponential average (momentum 0.1) of training batches"),
             },
             metrics={},
         )
@@ -210,6 +213,9 @@ class Trainer:
         self.sampler.load_state_dict({"generator": rng["patch_gen"]})
         self.step, self.seconds, self.history = state["step"], state["seconds"], state["history"]
         self.recalibrated_at = state.get("recalibrated_at")
+        # states written before the settings were recorded used 128-pixel crops
+        self.recalibrated_with = state.get("recalibrated_with") or (
+            None if self.recalibrated_at is None else {"batches": self.args.recalibrate, "patch": min(128, *(min(im.shape[:2]) for im in self.images))})
 
     # --- the loop
     def noisy_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -219,11 +225,18 @@ class Trainer:
         sigma = sample_sigmas(a.batch, a.sigma_min, a.sigma_max, a.noise_dist, self.gen).view(-1, 1, 1, 1)
         return x, x + sigma * torch.randn(x.shape, generator=self.gen)
 
+    def recalibration_patch(self) -> int:
+        """``--recalibrate-patch`` (default: 128 for bias-free models, the training patch for the biased
+        twins, whose BatchNorm means and variances depend on the crop size), at most the smallest image side."""
+        a = self.args
+        patch = a.recalibrate_patch or (a.patch if a.biased else 128)
+        return min(patch, *(min(im.shape[:2]) for im in self.images))
+
     def recalibration_batches(self, batch: int = 8) -> Iterator[torch.Tensor]:
         """``--recalibrate`` noisy batches of ``--recalibrate-patch`` crops (at most the smallest image side):
         larger crops than the training patches give norm statistics closer to those of whole images."""
         a = self.args
-        patch = min(a.recalibrate_patch, *(min(im.shape[:2]) for im in self.images))
+        patch = self.recalibration_patch()
         crops = PatchSampler(self.images, patch, batch_size=batch, seed=a.seed + 2)
         gen = torch.Generator().manual_seed(a.seed + 3)
         for _ in range(a.recalibrate):
@@ -268,8 +281,9 @@ class Trainer:
             bar.write("interrupted: saving a checkpoint")
         finally:
             bar.close()
-        if self.step >= a.steps and a.recalibrate and self.recalibrated_at != self.step:
-            self.recalibrated_at = self.step
+        wanted = {"batches": a.recalibrate, "patch": self.recalibration_patch()}
+        if self.step >= a.steps and a.recalibrate and (self.recalibrated_at, self.recalibrated_with) != (self.step, wanted):
+            self.recalibrated_at, self.recalibrated_with = self.step, wanted
             recalibrate_norms(self.model, self.recalibration_batches())
             self.model.train()
         self.checkpoint()
@@ -314,7 +328,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-sigmas", type=lambda s: [float(v) for v in s.split(",")], default=[25.0, 50.0], help="8-bit units")
     p.add_argument("--recalibrate", type=int, default=100,
                    help="at the end, average the norm layers' statistics over this many batches (0: keep the running average)")
-    p.add_argument("--recalibrate-patch", type=int, default=128, help="crop size of the recalibration batches")
+    p.add_argument("--recalibrate-patch", type=int, default=None,
+                   help="crop size of the recalibration batches (default 128 for bias-free models, the training "
+                        "patch for biased ones); resuming a finished run with other settings recalibrates again")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)

@@ -110,6 +110,24 @@ def test_a_finished_run_averages_its_norm_statistics_and_says_so(image_folder, t
     out = tmp_path / "out"
     assert train.main(_args(image_folder, out, 20, "--recalibrate", "4", "--arch", "unet", "--levels", "2")) == 0
     card = json.loads((out / "tiny.json").read_text())
-    assert card["training"]["norm_statistics"].startswith("averaged over 4 batches of 8 noisy 128-pixel crops")
+    # 128-pixel crops by default, at most the image side (40 here)
+    assert card["training"]["norm_statistics"].startswith("averaged over 4 batches of 8 noisy 40-pixel crops")
     state = json.loads((out / "training" / "tiny" / "state.json").read_text())
     assert state["recalibrated_at"] == 20 and [e["step"] for e in state["history"]].count(20) <= 1
+
+
+def test_biased_twins_recalibrate_on_training_patches_and_other_settings_recalibrate_again(image_folder, tmp_path):
+    out = tmp_path / "out"
+    assert train.main(_args(image_folder, out, 20, "--recalibrate", "3", "--biased")) == 0
+    card = json.loads((out / "tiny.json").read_text())
+    assert card["training"]["norm_statistics"].startswith("averaged over 3 batches of 8 noisy 24-pixel crops")
+    weights = (out / "tiny.safetensors").read_bytes()
+    # resuming the finished run with the same settings changes nothing ...
+    assert train.main(_args(image_folder, out, 20, "--recalibrate", "3", "--biased", "--resume")) == 0
+    assert (out / "tiny.safetensors").read_bytes() == weights
+    # ... with another crop size it re-averages the statistics (and only those) and records it
+    assert train.main(_args(image_folder, out, 20, "--recalibrate", "3", "--biased", "--resume",
+                            "--recalibrate-patch", "32")) == 0
+    state = json.loads((out / "training" / "tiny" / "state.json").read_text())
+    assert state["recalibrated_with"] == {"batches": 3, "patch": 32} and state["step"] == 20
+    assert (out / "tiny.safetensors").read_bytes() != weights
