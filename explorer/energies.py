@@ -295,9 +295,10 @@ def compute_energies(
         print(f"skipped {label}: {msg}", file=sys.stderr)
     if failures:
         print(f"{len(failures)} of {len(items)} images skipped", file=sys.stderr)
-    keys = {it.key for it in items}
-    known = {k: v for k, v in cache.items() if k in keys} | fresh
-    if use_cache and (fresh or len(known) != len(cache)):
+    # merged, never pruned: a call on a subset (one chunk, the first N images) keeps the other entries;
+    # a changed file has a new key (size, mtime), so its old entry is simply never read again
+    known = cache | fresh
+    if use_cache and fresh:
         _write_cache(cpath, known)
     good = [it for it in items if it.key in known]
     return EnergyReport([it.label for it in good], np.array([known[it.key][0] for it in good], dtype=np.float64),

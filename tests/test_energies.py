@@ -142,3 +142,14 @@ def test_cli_writes_report_and_percentile_images(folder, tmp_path, monkeypatch, 
     assert "5 images (5 cached" in capsys.readouterr().out
     with np.load(tmp_path / "r.npz") as z:
         assert z["percentile_images"].shape == (len(z["percentile_names"]), 8, 8)
+
+
+def test_the_cache_keeps_entries_of_items_outside_a_later_call(folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPLORER_ENERGY_CACHE", str(tmp_path / "cache"))
+    model = gaussian_energy_model()
+    items = [it for it in folder_items(folder) if it.label != "broken.png"][:4]
+    first = compute_energies(model, items[:2], "src", progress=False)
+    second = compute_energies(model, items[2:], "src", progress=False)
+    both = compute_energies(model, items, "src", progress=False)
+    assert first.cached == 0 and second.cached == 0 and both.cached == 4
+    np.testing.assert_allclose(both.values, np.concatenate([first.values, second.values]))

@@ -192,6 +192,10 @@ def get_handle(name: str) -> Any:
 def describe_card(handle: Any) -> str:
     """One line about a model: architecture, blind/bias-free, training noise range."""
     card = getattr(handle, "card", {}) or {}
+    if "energy" in card:
+        e = card["energy"]
+        return (f"{card.get('architecture', 'energy model')}: U(y, t) ≈ −log p_t(y) by dual score matching, "
+                f"noise-conditioned, t ∈ [{e.get('t_min', '?'):g}, {e.get('t_max', '?'):g}], log Z = {e.get('log_z', float('nan')):.3f} nats")
     bits = [str(card.get("architecture", type(getattr(handle, "model", handle)).__name__))]
     bits.append("bias-free" if getattr(handle, "bias_free", False) else "with biases")
     bits.append("blind (estimates σ itself)" if getattr(handle, "blind", True) else "needs σ")
