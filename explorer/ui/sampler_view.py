@@ -88,7 +88,7 @@ class SamplerView(pn.viewable.Viewer):
     size = param.Selector(objects=SIZES, default=64, doc="Image size (pixels per side)")
     batch = param.Integer(default=2, bounds=(1, 8), doc="Number of chains sampled together")
     max_steps = param.Integer(default=2000, bounds=(1, 100_000), doc="Stop a chain after this many steps")
-    scrub = param.Integer(default=0, bounds=(0, 0), doc="Index of the recorded snapshot shown")
+    scrub = param.Integer(default=0, bounds=(0, 1), doc="Index of the recorded snapshot shown")
     render_period = param.Integer(default=100, bounds=(20, 2000), doc="Milliseconds between page updates while playing")
 
     def __init__(self, model: str | None = None, **params: Any):
@@ -329,7 +329,7 @@ class SamplerView(pn.viewable.Viewer):
         self._h_pipe = hv.streams.Pipe(data=self._h_data())
         self._h_pane.object = hv.DynamicMap(self._h_plot, streams=[self._h_pipe])
         self._scrubber.disabled = True
-        self.param.scrub.bounds = (0, 0)
+        self.param.scrub.bounds = (0, 1)  # a slider needs start < end (Bokeh E-1021); it is disabled until 2 snapshots exist
         self._scrubbing = True
         try:
             self.scrub = 0
@@ -469,13 +469,14 @@ class SamplerView(pn.viewable.Viewer):
         self._scrubber.disabled = playing or n < 2
         self._scrubbing = True
         try:
-            self.param.scrub.bounds = (0, max(n - 1, 0))
+            self.param.scrub.bounds = (0, max(n - 1, 1))
             if follow:
                 self.scrub = max(n - 1, 0)
         finally:
             self._scrubbing = False
         if n:
-            self._scrub_label.object = (f"Snapshot {self.scrub + 1} of {n}: t = {snaps[self.scrub][0]} "
+            k = min(self.scrub, n - 1)
+            self._scrub_label.object = (f"Snapshot {k + 1} of {n}: t = {snaps[k][0]} "
                                         f"(recorded every {self.sampler.snapshot_every} step(s))")
 
     @param.depends("scrub", watch=True)
