@@ -129,7 +129,7 @@ def test_sampler_converges(executed):
     out = executed["stdout"]
     m = re.search(r"Sampler chains converged: (\d+) of (\d+)", out)
     assert m and m.group(1) == m.group(2) == "4"
-    assert value(out, "Sampler final sigma_t:") <= 0.02
+    assert value(out, "Sampler final sigma_t:") <= 0.03  # sigma_L of the notebook
     steps = [int(v) for v in re.search(r"Sampler steps per chain: \[([^\]]*)\]", out).group(1).split(",")]
     assert all(5 < s < 300 for s in steps)
     assert len(re.findall(r"^t = \d+: h_t = ", out, flags=re.M)) == 4  # the stepper cell
