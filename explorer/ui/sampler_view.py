@@ -285,7 +285,8 @@ class SamplerView(pn.viewable.Viewer):
     def energy_model(self) -> Any:
         """Hook: an energy model for the current image size (a handle with ``.nll(x)`` → −log p), or None.
 
-        Looks for a catalog card whose ``kind`` (or ``type``) is "energy" and whose ``size`` (or
+        Looks for an energy model's catalog card (one with an ``energy`` section, or whose ``kind`` / ``type``
+        is "energy") whose ``size`` (or
         training patch) matches; only handles that really have ``nll`` are used. Override or
         monkeypatch this to plug a specific energy model in.
         """
@@ -293,7 +294,7 @@ class SamplerView(pn.viewable.Viewer):
             for card in explorer.catalog():
                 kind = card.get("kind") or card.get("type")
                 size = card.get("size") or (card.get("training") or {}).get("patch")
-                if kind == "energy" and size == self.size:
+                if (kind == "energy" or "energy" in card) and size == self.size:
                     h = explorer.load(card["name"])
                     if hasattr(h, "nll"):
                         return h

@@ -140,7 +140,12 @@ def test_energy_hook_shows_nll_when_a_model_exists(view, monkeypatch):
         def nll(self, x):
             return torch.arange(x.shape[0], dtype=torch.float32) + 100.0
 
-    assert view.energy_model() is None  # nothing in the catalog: nothing shown
+    # the catalog's energy model is found for its image size (energy-mnist: 32×32) and only for it
+    found = view.energy_model()
+    assert found is not None and found.card["name"] == "energy-mnist" and hasattr(found, "nll")
+    view.size = 64
+    assert view.energy_model() is None
+    view.size = 32
     monkeypatch.setattr(view, "energy_model", lambda: Energy())
     view.play()
     view.worker.join(60)
