@@ -151,11 +151,13 @@ def test_energies_are_finite(executed):
 
 
 def test_viewer_renders_in_the_notebook(executed):
-    last = [c for c in executed["nb"].cells if c.cell_type == "code"][-1]
-    assert "FiltersView()" in last.source
-    bundles = [o.get("data", {}) for o in last.get("outputs", [])
-               if o.get("output_type") in ("execute_result", "display_data")]
-    assert any("application/vnd.holoviews_exec.v0+json" in b or "text/html" in b for b in bundles), bundles
+    code = [c for c in executed["nb"].cells if c.cell_type == "code"]
+    for name in ("FiltersView()", "Toy2DView("):  # two tools embedded, each rendered as the cell's result
+        cell = next(c for c in code if name in c.source)
+        bundles = [o.get("data", {}) for o in cell.get("outputs", [])
+                   if o.get("output_type") in ("execute_result", "display_data")]
+        assert any("application/vnd.holoviews_exec.v0+json" in b or "text/html" in b for b in bundles), (name, bundles)
+    assert re.search(r"Toy2DView: sigma = 0.1, lobes = \d+", executed["stdout"])
     assert re.search(r"FiltersView: models \[", executed["stdout"])
     assert re.search(r"row sum " + NUMBER, executed["stdout"])  # the viewer computed its filters
 
