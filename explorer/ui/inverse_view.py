@@ -170,7 +170,16 @@ class InverseView(pn.viewable.Viewer):
         x = torch.from_numpy(self.image)[None, None]
         self.x_c = self.measurement.forward(x)
         self.baseline = self.measurement.pseudo_inverse(self.x_c)[0, 0].numpy()
-        self._describe.object = f"**Measurement:** {self.measurement.describe()}"
+        self._describe.object = f"**Measurement:** {self.measurement.describe()}" + self._degenerate_note()
+
+    def _degenerate_note(self) -> str:
+        """A note when the measurement keeps every value (nothing to infer) or none (plain synthesis)."""
+        m, n = self.x_c.shape[-1], int(np.prod(self.measurement.shape))
+        if m == n:
+            return " — nothing is hidden: Algorithm 2 returns the image itself (draw a hole to inpaint)."
+        if m == 0:
+            return " — everything is hidden: Algorithm 2 is then plain synthesis from the prior (Algorithm 1)."
+        return ""
 
     def _set_error(self, text: str) -> None:
         self.error = text

@@ -166,3 +166,14 @@ def test_downloads(view):
     assert z["samples"].shape == (2, 32, 32) and z["observed_mask"].dtype == bool
     params = json.loads(str(z["params"]))
     assert params["measurement"] == MEASUREMENTS[0] and "pseudo-inverse" in params["metrics"]
+
+
+@pytest.mark.parametrize("hidden, note", [(False, "nothing is hidden"), (True, "everything is hidden")])
+def test_a_mask_hiding_nothing_or_everything_is_explained_and_still_runs(hidden, note):
+    v = InverseView()
+    v.drawing.set(np.full_like(v.drawing.holes, hidden))
+    v._update_measurement()
+    assert note in v._describe.object and v.error == ""
+    sampler = v.build_sampler()
+    assert sampler is not None
+    assert sampler.measurement.m == (0 if hidden else v.size ** 2)
