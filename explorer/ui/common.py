@@ -260,6 +260,29 @@ def synthetic_image(kind: str, size: int, seed: int) -> np.ndarray:
     raise ValueError(f"unknown synthetic image {kind!r}; choose one of {SYNTHETIC}")
 
 
+def decode_upload(data: bytes, filename: str = "upload.png") -> np.ndarray:
+    """The bytes of an uploaded file as a gray float32 image in [0, 1] (via :func:`explorer.data.load_image`).
+
+    Raises ``ValueError`` with a message naming ``filename`` for anything unusable — an unreadable, empty,
+    truncated or oversized file, or any other error a hostile file can trigger in the decoder.
+    """
+    suffix = Path(filename or "upload").suffix or ".png"
+    fd, tmp = tempfile.mkstemp(suffix=suffix, prefix="explorer-upload-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data or b"")
+        return load_image(tmp, gray=True)
+    except ImageFileError as e:
+        raise ValueError(str(e).replace(tmp, filename or "the file")) from None
+    except Exception as e:  # anything else a hostile file can trigger
+        raise ValueError(f"Could not read {filename!r}: {type(e).__name__}: {e}") from None
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
 class ImageSource(pn.viewable.Viewer):
     """Where the clean image comes from: a built-in photograph, a synthetic generator, or an upload.
 
@@ -295,23 +318,11 @@ class ImageSource(pn.viewable.Viewer):
     # -- loading
     def load_bytes(self, data: bytes, filename: str = "upload.png") -> bool:
         """Use the bytes of an uploaded file; on failure set ``error`` (never raises). True if used."""
-        suffix = Path(filename or "upload").suffix or ".png"
-        fd, tmp = tempfile.mkstemp(suffix=suffix, prefix="explorer-upload-")
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data or b"")
-            img = load_image(tmp, gray=True)
-        except ImageFileError as e:
-            self.error = str(e).replace(tmp, filename or "the file")
+            img = decode_upload(data, filename)
+        except ValueError as e:
+            self.error = str(e)
             return False
-        except Exception as e:  # anything else a hostile file can trigger
-            self.error = f"Could not read {filename!r}: {type(e).__name__}: {e}"
-            return False
-        finally:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
         self._uploaded, self._upload_name = img, filename
         self.error = ""
         if self.source != "upload":

@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +29,7 @@ from PIL import Image, ImageDraw
 
 import explorer
 from explorer import energies
-from explorer.data import BUILTIN_IMAGES, ImageFileError, builtin_image, load_image, square_resize
+from explorer.data import BUILTIN_IMAGES, ImageFileError, builtin_image, square_resize
 from explorer.data.builtin import SKIMAGE_DATA_DIR, builtin_path
 from explorer.data.mnist import default_mnist_path
 
@@ -38,6 +37,7 @@ from .common import (
     ACCENT,
     ModelPicker,
     alert,
+    decode_upload,
     downloads,
     explanation,
     fmt_number,
@@ -676,23 +676,11 @@ class EnergyView(pn.viewable.Viewer):
     # ------------------------------------------------------------------ the single image
     def load_upload(self, data: bytes, filename: str = "upload.png") -> bool:
         """Use an uploaded file as the probe image; a bad file shows an error (never raises). True if used."""
-        suffix = Path(filename or "upload").suffix or ".png"
-        fd, tmp = tempfile.mkstemp(suffix=suffix, prefix="explorer-upload-")
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data or b"")
-            img = load_image(tmp, gray=True)
-        except ImageFileError as e:
-            self._upload_error(str(e).replace(tmp, filename or "the file"))
+            img = decode_upload(data, filename)
+        except ValueError as e:
+            self._upload_error(str(e))
             return False
-        except Exception as e:  # anything else a hostile file can trigger
-            self._upload_error(f"Could not read {filename!r}: {type(e).__name__}: {e}")
-            return False
-        finally:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
         self._uploaded, self._upload_name = img, filename or "upload"
         show_alert(self._probe_alert, "")
         if self.probe != PROBE_UPLOAD:
