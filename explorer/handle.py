@@ -1,12 +1,11 @@
 """ModelHandle: one denoiser on one device, shared safely between sessions.
 
-The handle owns the module (eval mode, parameters frozen), a re-entrant lock serialising access
-(so concurrent Panel sessions can share one model), and numpy <-> torch conversion so a caller
+The handle owns the module (eval mode, parameters frozen), a re-entrant first-come-first-served lock
+serialising access (so concurrent Panel sessions can share one model, none starving the others), and numpy <-> torch conversion so a caller
 can pass an (H, W) / (H, W, C) array or a (B, C, H, W) tensor and get the same kind back.
 """
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import numpy as np
@@ -15,6 +14,7 @@ from torch import Tensor
 
 from .denoisers.base import Denoiser, SigmaLike
 from .device import default_device
+from .fairlock import FairRLock
 
 ArrayOrTensor = np.ndarray | Tensor
 
@@ -62,7 +62,7 @@ class ModelHandle:
         self.model.requires_grad_(False)
         self.card = card or {}
         self.name = name or self.card.get("name") or type(model).__name__
-        self.lock = threading.RLock()
+        self.lock = FairRLock()  # first come, first served across sessions
 
     # --- flags of the wrapped denoiser
     @property
