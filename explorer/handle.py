@@ -6,6 +6,7 @@ can pass an (H, W) / (H, W, C) array or a (B, C, H, W) tensor and get the same k
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,7 @@ class ModelHandle:
         self.card = card or {}
         self.name = name or self.card.get("name") or type(model).__name__
         self.lock = FairRLock()  # first come, first served across sessions
+        self._padding_noted: set[tuple[int, int]] = set()
 
     # --- flags of the wrapped denoiser
     @property
@@ -100,7 +102,17 @@ class ModelHandle:
                              f"got {t.shape[-2]}×{t.shape[-1]}")
         if not torch.isfinite(t).all():
             raise ValueError("the image contains NaN or infinite values")
+        self._note_padding(tuple(t.shape[-2:]))
         return t
+
+    def _note_padding(self, hw: tuple[int, int]) -> None:
+        """Say (once per image size) when the network reflect-pads the image to its ``multiple`` and crops back."""
+        m = getattr(self.model, "multiple", 1)
+        if m > 1 and (hw[0] % m or hw[1] % m) and hw not in self._padding_noted:
+            self._padding_noted.add(hw)
+            padded = tuple(-(-s // m) * m for s in hw)
+            warnings.warn(f"{self.name}: a {hw[0]}×{hw[1]} image is reflect-padded to {padded[0]}×{padded[1]} "
+                          f"(sides must be multiples of {m}) and the result cropped back", stacklevel=3)
 
     def _apply(self, fn, y: ArrayOrTensor, sigma: SigmaLike) -> ArrayOrTensor:
         t = self.to_tensor(y)

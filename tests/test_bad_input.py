@@ -45,3 +45,16 @@ def test_non_finite_images_are_refused(unet_handle, bad):
 def test_a_network_without_size_limit_takes_a_single_pixel():
     handle = ModelHandle(DnCNN(depth=3, width=4).eval(), device="cpu")
     assert handle.denoise(np.zeros((1, 1), np.float32)).shape == (1, 1)
+
+
+def test_padding_to_the_network_multiple_is_said_once_per_size():
+    import warnings
+
+    handle = ModelHandle(UNet(width=4, levels=3, convs_per_block=1).eval(), device="cpu", name="tiny-unet")
+    with pytest.warns(UserWarning, match=r"30×21 image is reflect-padded to 32×24"):
+        out = handle.denoise(np.full((30, 21), 0.5, np.float32))
+    assert out.shape == (30, 21)  # cropped back
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        handle.denoise(np.full((30, 21), 0.5, np.float32))  # said once for this size
+        handle.denoise(np.full((32, 24), 0.5, np.float32))  # a multiple: nothing to say
