@@ -31,8 +31,8 @@ from explorer.metrics import psnr
 
 from .common import (
     ImageSource,
+    LiveImage,
     alert,
-    diverging_image,
     downloads,
     explanation,
     fmt_number,
@@ -245,13 +245,6 @@ def marker(pixel: tuple[int, int], shape: tuple[int, int], color: str = MARKER_C
                                                       line_width=2.5, tools=[])
 
 
-def crop_box(pixel: tuple[int, int], shape: tuple[int, int], half: int) -> hv.Bounds:
-    h = shape[0]
-    i, j = pixel
-    return hv.Bounds((j - half, h - i - 1 - half, j + half + 1, h - i + half)).opts(
-        color=CROP_COLOR, line_dash="dashed", line_width=1.2)
-
-
 # ------------------------------------------------------------------------------------------ the view
 class FiltersView(pn.viewable.Viewer):
     """Adaptive filters (Jacobian rows) of up to three denoisers at a clicked pixel of a noisy image.
@@ -415,10 +408,13 @@ class FiltersView(pn.viewable.Viewer):
         cols = []
         for name in self.models:
             empty = np.zeros((h, w), np.float32)
+            n = 2 * int(self.crop) + 1
             s = dict(
                 den=hv.streams.Pipe(data=empty),
-                full=hv.streams.Pipe(data=(empty, self.pixel, int(self.crop))),
-                crop=hv.streams.Pipe(data=centred_crop(empty, self.pixel, int(self.crop))),
+                full=LiveImage((h, w), "filter aᵢ = row i of A", size=185, kind="diverging",
+                               value_label="filter weight", marker_color="#111111", box_color=CROP_COLOR),
+                crop=LiveImage((n, n), f"zoom: {n}×{n} around pixel i", size=135, kind="diverging",
+                               colorbar=True, value_label="filter weight"),
                 text=pn.pane.Markdown("", css_classes=["explorer-number"], margin=(0, 6), width=255),
             )
             den_dm = hv.DynamicMap(lambda data: gray_image(data, title="denoised x̂(y)", size=185, tools=[]),
@@ -426,28 +422,16 @@ class FiltersView(pn.viewable.Viewer):
             tap = hv.streams.Tap(source=den_dm, x=None, y=None)
             tap.add_subscriber(self._on_tap)
             s["tap"] = tap
-            full_dm = hv.DynamicMap(self._full_plot, streams=[s["full"]])
-            crop_dm = hv.DynamicMap(self._crop_plot, streams=[s["crop"]])
             title = pn.pane.Markdown(f"#### {name}", margin=(0, 10))
             cols.append(pn.Column(
                 title,
                 pn.pane.HoloViews(den_dm, linked_axes=False, margin=0),
-                pn.pane.HoloViews(full_dm, linked_axes=False, margin=0),
-                pn.pane.HoloViews(crop_dm, linked_axes=False, margin=0),
+                s["full"],
+                s["crop"],
                 s["text"], width=262, margin=(0, 3)))
             slots[name] = s
         self._slots = slots
         self._columns[:] = cols
-
-    def _full_plot(self, data: tuple[np.ndarray, tuple[int, int], int]) -> hv.Overlay:
-        filt, pixel, half = data
-        return (diverging_image(filt, title="filter aᵢ = row i of A", size=185, colorbar=False)
-                * crop_box(pixel, filt.shape, half) * marker(pixel, filt.shape, "#111111"))
-
-    def _crop_plot(self, data: np.ndarray) -> hv.Image:
-        n = data.shape[0]
-        return diverging_image(data, title=f"zoom: {n}×{n} around pixel i", size=160, colorbar=True,
-                               tools=["hover"]).redim.label(value="filter weight")
 
     def _render(self, payload: dict[str, Any]) -> None:
         req, results, errors = payload["req"], payload["results"], payload["errors"]
@@ -464,8 +448,12 @@ class FiltersView(pn.viewable.Viewer):
                     continue
                 if s["den"].data is not r["denoised"]:  # unchanged by a click: skip the redraw
                     s["den"].send(r["denoised"])
-                s["full"].send((r["filter"], req["pixel"], req["crop"]))
-                s["crop"].send(r["crop"])
+                s["full"].update(r["filter"])
+                s["full"].show_box(req["pixel"], req["crop"])
+                s["full"].show_marker(req["pixel"])
+                n = r["crop"].shape[0]
+                s["crop"].figure.title.text = f"zoom: {n}×{n} around pixel i"
+                s["crop"].update(r["crop"])
                 s["text"].object = self._numbers(r)
             i, j = req["pixel"]
             self._pixel_text.object = (f"**pixel i = (row {i}, col {j})** of {shape[0]}×{shape[1]} · "

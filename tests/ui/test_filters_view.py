@@ -30,7 +30,7 @@ def tap(view: FiltersView, pixel: tuple[int, int]) -> None:
 
 
 def shown_filter(view: FiltersView, name: str) -> np.ndarray:
-    return view._slots[name]["full"].data[0]
+    return view._slots[name]["full"].array
 
 
 def test_tap_shows_the_jacobian_row_of_that_pixel(view, tiny_handle):
@@ -48,6 +48,7 @@ def test_tap_shows_the_jacobian_row_of_that_pixel(view, tiny_handle):
     assert abs(peak[0] - 5) <= 2 and abs(peak[1] - 20) <= 2
     # the marker sits on the clicked pixel
     assert view._marker_pipe.data[0] == pixel
+    assert all(view._slots[name]["full"].marker_pixel == pixel for name in view.models)
 
 
 def test_row_sum_shown_is_the_sum_of_the_shown_filter(view):
@@ -105,14 +106,14 @@ def test_three_denoisers_side_by_side(view):
 def test_crop_is_centred_on_the_pixel_and_nan_outside(view):
     tap(view, (1, 30))
     half = view.crop
-    c = view._slots["tiny-test"]["crop"].data
+    c = view._slots["tiny-test"]["crop"].array
     f = shown_filter(view, "tiny-test")
     assert c.shape == (2 * half + 1, 2 * half + 1)
     assert c[half, half] == f[1, 30]
     assert np.isnan(c[0, half]) and np.isnan(c[half, -1])  # above row 0, right of the last column
     assert c[half + 1, half - 1] == f[2, 29]
     view.crop = 3
-    assert view._slots["tiny-test"]["crop"].data.shape == (7, 7)
+    assert view._slots["tiny-test"]["crop"].array.shape == (7, 7)
 
 
 def test_plot_coordinates_map_to_pixels_both_ways():
