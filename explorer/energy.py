@@ -277,14 +277,40 @@ class EnergyUNet(EnergyDenoiser):
         out = self.head(x) * gains[:, k:, None, None]
         return out[..., :h, :w]
 
+    def s_theta(self, y: Tensor, tau: Tensor, emb: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(v, s_θ(v, t)) with v = y − m and s_θ = (v + N_θ(v, t)) / (t + v_d), τ = log t."""
+        emb = self.embedding(tau) if emb is None else emb
+        scale = (torch.exp(tau) + self.data_var).view(-1, 1, 1, 1)
+        v = y - self.data_mean.view(1, -1, 1, 1)
+        return v, (v + self.network(v, emb)) / scale
+
     def energy_log_t(self, y: Tensor, tau: Tensor) -> Tensor:
         emb = self.embedding(tau)
-        t = torch.exp(tau)
-        scale = (t + self.data_var).view(-1, 1, 1, 1)
-        v = y - self.data_mean.view(1, -1, 1, 1)
-        s = (v + self.network(v, emb)) / scale
-        offset = 0.5 * torch.log(2 * math.pi * (t + self.data_var)) + self.offset_head(emb)[:, 0]
+        v, s = self.s_theta(y, tau, emb)
+        offset = 0.5 * torch.log(2 * math.pi * (torch.exp(tau) + self.data_var)) + self.offset_head(emb)[:, 0]
         return 0.5 * (v * s).flatten(1).sum(dim=1) + _dims(y) * offset
+
+
+class ScoreUNet(EnergyUNet):
+    """The score-only twin of :class:`EnergyUNet`: the same network and parameters, with s_θ(y − m, t)
+    read directly as minus the space score instead of differentiating an energy,
+
+        x̂(y) = y − t s_θ(y − m, t),     L_DSM = ‖z − √t s_θ(y − m, t)‖² / d,
+
+    (``--objective score`` in :mod:`explorer.train_energy`). It has no energy and no −log p; it is the
+    baseline that shows what the energy parameterization costs in denoising PSNR.
+    """
+
+    def grad_energy(self, y: Tensor, t: Tensor | float) -> Tensor:
+        """s_θ(y − m, t), the network's direct estimate of −∇_y log p_t(y) (one forward pass, no autograd)."""
+        self._check(y)
+        return self.s_theta(y, self.log_t(y, t))[1]
+
+    def energy_log_t(self, y: Tensor, tau: Tensor) -> Tensor:
+        raise TypeError("a ScoreUNet models the score only: it has no energy U(y, t) and no −log p(x)")
+
+    def nll(self, x: Tensor) -> Tensor:
+        raise TypeError("a ScoreUNet models the score only: it has no energy U(y, t) and no −log p(x)")
 
 
 # --------------------------------------------------------------------------- the radial toy energy
@@ -319,16 +345,22 @@ def dual_score_loss(
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Mean over the batch of L_DSM + L_TSM ("dual") or L_DSM alone ("dsm"); see the module docstring.
+    ``"score"`` trains a :class:`ScoreUNet` by L_DSM on its direct score output.
 
     ``tau`` = log t per image (B,). Returns the loss (differentiable, double backprop) and the batch
     means of both terms as floats (L_TSM is reported even when not optimised).
     """
-    if objective not in ("dual", "dsm"):
-        raise ValueError(f"unknown objective {objective!r} (dual or dsm)")
+    if objective not in ("dual", "dsm", "score"):
+        raise ValueError(f"unknown objective {objective!r} (dual, dsm or score)")
     d = _dims(x)
     z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     t = torch.exp(tau).to(x.dtype).view(-1, 1, 1, 1)
     y = x + t.sqrt() * z
+    if objective == "score":
+        if not isinstance(model, ScoreUNet):
+            raise ValueError("the score objective trains a ScoreUNet (a model of the score, not of an energy)")
+        dsm = (z - t.sqrt() * model.grad_energy(y, t.view(-1))).flatten(1).pow(2).sum(dim=1) / d
+        return dsm.mean(), {"dsm": dsm.mean().item(), "tsm": float("nan")}
     _, gy, gtau = model.energy_and_scores(y, tau.to(x.dtype), create_graph=True)
     dsm = (z - t.sqrt() * gy).flatten(1).pow(2).sum(dim=1) / d
     tsm = ((gtau - d / 2 + 0.5 * z.flatten(1).pow(2).sum(dim=1)) / d) ** 2
@@ -422,10 +454,11 @@ def nll_ode(
 
 
 __all__: Sequence[str] = [
-    "EnergyDenoiser", "EnergyUNet", "RadialEnergy", "TimeEmbedding", "T_MAX", "T_MIN", "as_t", "bits_per_dim",
+    "EnergyDenoiser", "EnergyUNet", "RadialEnergy", "ScoreUNet", "TimeEmbedding", "T_MAX", "T_MIN", "as_t", "bits_per_dim",
     "db_per_dim", "dual_score_loss", "estimate_log_z", "nats_per_dim", "nll_ode", "sample_log_t",
 ]
 
 
 register("energy-unet", EnergyUNet)
 register("energy-radial", RadialEnergy)
+register("score-unet", ScoreUNet)

@@ -5,7 +5,9 @@ Objective (see :mod:`explorer.energy`): per image, y = x + √t z with log t uni
 
     L = ‖x̂(y, t) − x‖²/(d t) + (t/d)² (∂_t U − d/(2t) + ‖y − x‖²/(2t²))²     (``--objective dual``)
 
-or the first term alone (``--objective dsm``). The last ``--heldout`` images of the data are never
+or the first term alone (``--objective dsm``). ``--objective score`` trains the score-only twin
+(:class:`~explorer.energy.ScoreUNet`, the same network read directly as the score) by L_DSM: the
+baseline for the energy model's denoising PSNR; it records the held-out L_DSM instead of an NLL. The last ``--heldout`` images of the data are never
 trained on: at every checkpoint log Z is estimated on them at T = t_max and their mean NLL is
 recorded (nats/image, bits/dim, and +b bits/dim with ``--dequantize-bits b``, which trains on
 x + U(0, 2^-b) noise so that a continuous density of b-bit data is well defined).
@@ -32,10 +34,10 @@ from tqdm import tqdm
 
 from .checkpoints import PRETRAINED_DIR, load_denoiser, save_model
 from .data.patches import PatchSampler
-from .energy import T_MAX, T_MIN, EnergyUNet, bits_per_dim, dual_score_loss, estimate_log_z, sample_log_t
+from .energy import T_MAX, T_MIN, EnergyUNet, ScoreUNet, bits_per_dim, dual_score_loss, estimate_log_z, sample_log_t
 from .train import _load_optimizer_tensors, _optimizer_tensors, lr_at, training_images
 
-ARCHITECTURE = "energy-unet"
+ARCHITECTURES = {"dual": "energy-unet", "dsm": "energy-unet", "score": "score-unet"}
 
 
 class EnergyTrainer:
@@ -53,7 +55,8 @@ class EnergyTrainer:
         self.sampler = PatchSampler(train, args.patch, batch_size=args.batch, seed=args.seed, augment=not args.no_augment)
         self.heldout = PatchSampler(held, args.patch, batch_size=len(held), seed=args.seed + 7, augment=False).sample()
         self.gen = torch.Generator().manual_seed(args.seed + 1)
-        self.model = EnergyUNet(channels=self.sampler.channels, width=args.width, levels=args.levels,
+        model_class = ScoreUNet if args.objective == "score" else EnergyUNet
+        self.model = model_class(channels=self.sampler.channels, width=args.width, levels=args.levels,
                                 convs_per_block=args.convs_per_block, embed=args.embed, t_min=args.t_min, t_max=args.t_max)
         self.model.set_data_stats(self.dequantize(PatchSampler(train, args.patch, seed=args.seed + 3).sample(1024), self.gen))
         self.opt = torch.optim.Adam(self.model.parameters(), lr=args.lr)
@@ -75,20 +78,26 @@ class EnergyTrainer:
         state = {"step": self.step, "seconds": self.seconds, "args": vars(a), "history": self.history}
         (self.state_dir / "state.json").write_text(json.dumps(state, indent=1) + "\n")
         last = self.history[-1] if self.history else {}
+        energy = None if a.objective == "score" else {
+            "log_z": float(self.model.log_z),
+            "t_min": a.t_min,
+            "t_max": a.t_max,
+            "nll": "−log p(x) = U(x, t_min) + log Z, nats per image, [0,1] image range",
+            "normalized_at": f"T = t_max = {a.t_max:g} on {a.heldout} held-out images",
+            "dequantize_bits": a.dequantize_bits,
+        }
+        old_metrics = {}
+        card_path = self.out / f"{a.name}.json"
+        if card_path.exists():  # keep metrics other tools wrote into the card (e.g. a denoising comparison)
+            old_metrics = json.loads(card_path.read_text()).get("metrics", {})
+        metrics = {**old_metrics, **{k: v for k, v in last.items() if k not in ("step", "cpu_hours")}}
         save_model(
             self.model.eval(),
-            ARCHITECTURE,
+            ARCHITECTURES[a.objective],
             self.out,
             a.name,
             output="denoised",
-            energy={
-                "log_z": float(self.model.log_z),
-                "t_min": a.t_min,
-                "t_max": a.t_max,
-                "nll": "−log p(x) = U(x, t_min) + log Z, nats per image, [0,1] image range",
-                "normalized_at": f"T = t_max = {a.t_max:g} on {a.heldout} held-out images",
-                "dequantize_bits": a.dequantize_bits,
-            },
+            **({"energy": energy} if energy else {}),
             training={
                 "data": a.data,
                 "objective": a.objective,
@@ -102,7 +111,7 @@ class EnergyTrainer:
                 "command": "python -m explorer.train_energy " + " ".join(sys.argv[1:]) if sys.argv[1:] else "",
                 "history": self.history,
             },
-            metrics={k: v for k, v in last.items() if k not in ("step", "cpu_hours")},
+            metrics=metrics,
         )
         self.model.train()
 
@@ -133,10 +142,17 @@ class EnergyTrainer:
         return {"loss": loss.item(), **parts}
 
     def evaluate(self) -> dict[str, Any]:
-        """Normalize on the held-out images and record their mean NLL."""
+        """Normalize on the held-out images and record their mean NLL (score-only: their mean L_DSM)."""
         a = self.args
         self.model.eval()
         held = self.dequantize(self.heldout, torch.Generator().manual_seed(a.seed + 13))
+        if a.objective == "score":
+            gen = torch.Generator().manual_seed(a.seed + 17)
+            tau = sample_log_t(len(held), a.t_min, a.t_max, gen)
+            with torch.no_grad():
+                _, parts = dual_score_loss(self.model, held, tau, "score", gen)
+            self.model.train()
+            return {"step": self.step, "cpu_hours": round(self.seconds / 3600, 3), "heldout_dsm": round(parts["dsm"], 5)}
         log_z, err = estimate_log_z(self.model, held, draws=2, generator=torch.Generator().manual_seed(a.seed + 11))
         with torch.no_grad():
             nll = self.model.nll(held).double().mean().item()
@@ -187,7 +203,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", required=True, help="image folder, or one of: mnist, dead-leaves, discs, calpha")
     p.add_argument("--name", required=True)
     p.add_argument("--out", default=str(PRETRAINED_DIR))
-    p.add_argument("--objective", default="dual", choices=["dual", "dsm"])
+    p.add_argument("--objective", default="dual", choices=["dual", "dsm", "score"],
+                   help="dual: DSM + TSM; dsm: DSM alone; score: the score-only twin (no energy) by DSM")
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--levels", type=int, default=3)
     p.add_argument("--convs-per-block", type=int, default=2)

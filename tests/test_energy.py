@@ -14,6 +14,7 @@ from explorer.energy import (
     EnergyDenoiser,
     EnergyUNet,
     RadialEnergy,
+    ScoreUNet,
     bits_per_dim,
     db_per_dim,
     dual_score_loss,
@@ -260,3 +261,41 @@ def test_training_cli_resumes_exactly(tmp_path):
         card["metrics"]["heldout_nll_nats"] / (256 * math.log(2)), rel=1e-3)
     log = (tmp_path / "b" / "training" / "split" / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in log] == [1, 2, 3, 4]
+
+
+# --------------------------------------------------------------------------- the score-only twin
+def test_score_unet_is_the_energy_network_read_directly_as_the_score():
+    energy = tiny_unet()
+    score = ScoreUNet(**energy.config)
+    score.load_state_dict(energy.state_dict())
+    assert sum(p.numel() for p in score.parameters()) == sum(p.numel() for p in energy.parameters())
+    y, t = torch.rand(2, 1, 8, 8), torch.tensor([0.01, 0.3])
+    tau = torch.log(t)
+    _, s = energy.s_theta(y, tau)
+    with torch.no_grad():
+        torch.testing.assert_close(score(y, t.sqrt()), y - t.view(-1, 1, 1, 1) * s)
+        # the energy model's denoiser differentiates ½⟨v, s_θ⟩ + d·b(t): another function of y
+        assert not torch.allclose(energy(y, t.sqrt()), score(y, t.sqrt()), atol=1e-4)
+    with pytest.raises(TypeError, match="no energy"):
+        score.energy(y, t)
+    with pytest.raises(ValueError, match="score objective trains a ScoreUNet"):
+        dual_score_loss(energy, y, tau, "score")
+
+
+def test_score_objective_trains_and_saves_a_loadable_score_model(tmp_path):
+    from explorer.train_energy import main
+
+    common = ["--data", "discs", "--width", "4", "--levels", "2", "--convs-per-block", "1", "--embed", "8", "--heldout", "20",
+              "--batch", "8", "--patch", "16", "--log-every", "1", "--quiet", "--checkpoint-minutes", "0", "--lr", "3e-3",
+              "--objective", "score", "--name", "score", "--out", str(tmp_path)]
+    assert main([*common, "--steps", "1", "--checkpoint-every", "1"]) == 0
+    first = json.loads((tmp_path / "score.json").read_text())["metrics"]["heldout_dsm"]
+    assert main([*common, "--steps", "60", "--checkpoint-every", "60", "--resume"]) == 0
+    card = json.loads((tmp_path / "score.json").read_text())
+    assert card["architecture"] == "score-unet" and "energy" not in card and card["training"]["objective"] == "score"
+    assert card["metrics"]["heldout_dsm"] < first
+    handle = load(tmp_path / "score.json", device="cpu")
+    y = torch.rand(2, 1, 16, 16)
+    torch.testing.assert_close(handle.denoise(y, 0.2), handle.model(y, 0.2))
+    with pytest.raises(TypeError):
+        handle.nll(y)
