@@ -155,8 +155,15 @@ class LatestTask:
             return
 
         def guarded() -> None:
-            if self.current(gen):
-                fn()
+            if not self.current(gen):
+                return
+            if not pn.state.loaded:
+                # The page has not connected yet (or never will: a plain HTTP GET). HoloViews would
+                # re-schedule its plot refreshes on every tick until it does, a busy loop that starves
+                # the other sessions; look again in 100 ms instead (the callback dies with the session).
+                doc.add_timeout_callback(lambda: self._call(doc, gen, fn), 100)
+                return
+            fn()
 
         from panel.io.state import set_curdoc
 

@@ -163,3 +163,36 @@ def test_latest_task_runs_inline_without_a_server():
     task = LatestTask(lambda req, stop, publish: publish(req * 2), seen.append)
     task.submit(21)
     assert seen == [42] and not task.running
+
+
+def test_latest_task_waits_for_the_page_to_connect_without_spinning():
+    """Before the browser connects, a render is retried on a 100 ms timeout, not on every tick (where
+    HoloViews' own refreshes would spin and starve the other sessions)."""
+    from types import SimpleNamespace
+
+    import panel as pn
+    from bokeh.document import Document
+
+    doc = Document()
+    doc._session_context = lambda: SimpleNamespace(session=None, server_context=None, id="fake")  # looks served
+
+    def run_pending() -> list:
+        kinds = []
+        for cb in list(doc.callbacks.session_callbacks):
+            doc.callbacks.remove_session_callback(cb)
+            kinds.append(type(cb).__name__)
+            cb.callback()
+        return kinds
+
+    seen = []
+    task = LatestTask(lambda req, stop, publish: None, seen.append)
+    task._call(doc, task._gen, lambda: seen.append("rendered"))
+    assert run_pending() == ["NextTickCallback"] and seen == []  # not loaded: nothing drawn
+    assert run_pending() == ["TimeoutCallback"]  # retried after a delay
+    assert run_pending() == ["NextTickCallback"] and seen == []
+    pn.state._loaded[doc] = True
+    try:
+        assert run_pending() == ["TimeoutCallback"]
+        assert run_pending() == ["NextTickCallback"] and seen == ["rendered"]
+    finally:
+        pn.state._loaded.pop(doc, None)
