@@ -1,5 +1,6 @@
-"""The filters, GAHB and toy-2D apps in headless chromium: they load without tracebacks or console errors,
-a click on the noisy image changes the filter pane, and screenshots go to docs/screenshots/."""
+"""The filters, GAHB, toy-2D and energy apps in headless chromium: they load without tracebacks or console
+errors, a click on the noisy image changes the filter pane, the energy histogram of 120 digits is computed,
+and screenshots go to docs/screenshots/."""
 from __future__ import annotations
 
 import time
@@ -81,4 +82,26 @@ def test_toy2d_app_loads_and_animates(served_app, browser_page):
     page.wait_for_timeout(6000)  # let the animation run to its end
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "toy2d.png"), full_page=True)
+    assert_clean(page, served_app.logs())
+
+
+def test_energy_app_computes_a_histogram(served_app, browser_page, tmp_path):
+    url = served_app("apps/energy.py", env={"EXPLORER_ENERGY_CACHE": str(tmp_path / "cache")})
+    page = browser_page
+    page.goto(url, timeout=180_000)
+    run = page.get_by_role("button", name="▶ Compute energies")
+    run.wait_for(timeout=180_000)
+    count = page.get_by_label("Number of images (the first N)")
+    count.fill("120")
+    count.press("Enter")
+    page.wait_for_timeout(500)
+    run.click()
+    row = page.locator("tr", has_text="number of images").first
+    row.wait_for(timeout=300_000)
+    assert "120" in row.inner_text()
+    page.wait_for_timeout(1500)
+    page.set_viewport_size({"width": 1500, "height": 1400})
+    page.wait_for_timeout(800)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "energy.png"), full_page=True)
     assert_clean(page, served_app.logs())
