@@ -284,18 +284,21 @@ def decode_upload(data: bytes, filename: str = "upload.png") -> np.ndarray:
 
 
 class ImageSource(pn.viewable.Viewer):
-    """Where the clean image comes from: a built-in photograph, a synthetic generator, or an upload.
+    """Where the clean image comes from: a built-in photograph, a synthetic generator, an upload, or a
+    sample the sampler kept (:mod:`explorer.ui.samples`; ``refresh_samples()`` re-lists them).
 
     ``image`` always holds a float32 (size, size) array in [0, 1] (an upload is centre-cropped to a
     square and resized). A bad upload sets ``error`` (shown in the page) and keeps the last image.
     """
 
-    source = param.Selector(objects=["built-in", "synthetic", "upload"], default="built-in", doc="Image source")
+    source = param.Selector(objects=["built-in", "synthetic", "upload", "sample"], default="built-in",
+                            doc="Image source (sample: one the sampler kept, see explorer.ui.samples)")
     builtin = param.Selector(objects=list(BUILTIN_IMAGES), default="camera" if "camera" in BUILTIN_IMAGES
                              else (BUILTIN_IMAGES[0] if BUILTIN_IMAGES else None), doc="Built-in photograph")
     size = param.Selector(objects=SIZES, default=64, doc="Image size (pixels per side)")
     synthetic = param.Selector(objects=list(SYNTHETIC), default="dead leaves", doc="Synthetic generator")
     seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the synthetic generator")
+    sample = param.Selector(objects=[], default=None, allow_None=True, doc="A sample kept by the sampler")
     image = param.Array(default=None, doc="The current clean image, float32 (H, W) in [0, 1]")
     label = param.String(default="", doc="What the image is, for titles and file names")
     error = param.String(default="", doc="Why the last upload could not be used")
@@ -313,7 +316,24 @@ class ImageSource(pn.viewable.Viewer):
                                           multiple=False, sizing_mode="stretch_width")
         self._file.param.watch(self._on_file, "value")
         self._alert = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
+        self._samples: dict[str, Path] = {}
+        self._refresh_button = pn.widgets.Button(label="↻", width=40, margin=(24, 10, 5, 0),
+                                                 description="List the samples kept by the sampler again")
+        self._refresh_button.on_click(lambda _e: self.refresh_samples())
         self._update()
+
+    def refresh_samples(self) -> None:
+        """Re-list the kept samples (newest first) and keep the chosen one if it is still there."""
+        from .samples import list_samples
+
+        self._samples = list_samples()
+        labels = list(self._samples)
+        chosen = self.sample if self.sample in labels else (labels[0] if labels else None)
+        self.param.sample.objects = labels
+        if chosen != self.sample:
+            self.sample = chosen  # triggers _update
+        elif self.source == "sample":
+            self._update()
 
     # -- loading
     def load_bytes(self, data: bytes, filename: str = "upload.png") -> bool:
@@ -335,7 +355,12 @@ class ImageSource(pn.viewable.Viewer):
         if event.new:
             self.load_bytes(event.new, self._file.filename or "upload")
 
-    @param.depends("source", "builtin", "size", "synthetic", "seed", watch=True)
+    @param.depends("source", watch=True)
+    def _source_changed(self) -> None:
+        if self.source == "sample":
+            self.refresh_samples()
+
+    @param.depends("source", "builtin", "size", "synthetic", "seed", "sample", watch=True)
     def _update(self) -> None:
         size = int(self.size)
         try:
@@ -343,6 +368,15 @@ class ImageSource(pn.viewable.Viewer):
                 img, label = builtin_image(self.builtin, size), f"{self.builtin}"
             elif self.source == "synthetic":
                 img, label = synthetic_image(self.synthetic, size, int(self.seed)), f"{self.synthetic} #{self.seed}"
+            elif self.source == "sample":
+                if self.sample is None or self.sample not in self._samples:
+                    self.error = "No kept samples yet: run the sampler and press “Keep the samples”."
+                    return
+                from .samples import load_sample
+
+                sample, meta = load_sample(self._samples[self.sample])
+                img = square_resize(sample, size)
+                label = f"sample {meta.get('model', '')} beta{meta.get('beta', '')} seed{meta.get('seed', '')} chain{meta.get('chain', '')}"
             else:
                 if self._uploaded is None:
                     return  # wait for a file
@@ -351,7 +385,7 @@ class ImageSource(pn.viewable.Viewer):
             self.error = f"Could not make the image: {e}"
             return
         if self.source != "upload":
-            self.error = ""
+            self.error = ""  # (a bad upload's message stays until another upload works)
         self.label = label
         self.image = np.ascontiguousarray(img, dtype=np.float32)
 
@@ -369,6 +403,8 @@ class ImageSource(pn.viewable.Viewer):
         synth = pn.widgets.Select.from_param(self.param.synthetic, name="Generator", sizing_mode="stretch_width")
         seed = pn.widgets.IntInput.from_param(self.param.seed, name="Seed", sizing_mode="stretch_width")
         size = pn.widgets.Select.from_param(self.param.size, name="Size (pixels per side)", sizing_mode="stretch_width")
+        sample = pn.widgets.Select.from_param(self.param.sample, name="Kept sample (newest first)",
+                                              sizing_mode="stretch_width")
         hint = pn.pane.Markdown("PNG / JPEG / TIFF…, converted to gray, centre-cropped to a square.",
                                 styles={"color": "#666", "font-size": "0.85em"}, margin=(0, 10))
 
@@ -378,6 +414,8 @@ class ImageSource(pn.viewable.Viewer):
                 return builtin
             if source == "synthetic":
                 return pn.Row(synth, seed, sizing_mode="stretch_width")
+            if source == "sample":
+                return pn.Row(sample, self._refresh_button, sizing_mode="stretch_width")
             return pn.Column(self._file, hint, sizing_mode="stretch_width")
 
         return pn.Column(pn.pane.Markdown("**Image**", margin=(0, 10)), src, choice, size, self._alert,
@@ -773,11 +811,8 @@ def sync_url(viewer: param.Parameterized, names: Sequence[str]) -> None:
 # ------------------------------------------------------------------------------------------ live images
 def diverging_palette(n: int = 256) -> list[str]:
     """RdBu_r (blue negative, white 0, red positive) with ``n`` colours, interpolated from ColorBrewer's RdBu11."""
-    from bokeh.palettes import RdBu11
-
-    rgb = np.array([[int(c[k:k + 2], 16) for k in (1, 3, 5)] for c in RdBu11], dtype=float)  # blue → red
-    at = np.linspace(0, len(rgb) - 1, n)
-    channels = [np.interp(at, np.arange(len(rgb)), rgb[:, k]) for k in range(3)]
+    at = np.linspace(0, len(_RDBU) - 1, n)
+    channels = [np.interp(at, np.arange(len(_RDBU)), _RDBU[:, k]) for k in range(3)]
     return ["#%02x%02x%02x" % tuple(int(round(v[i])) for v in channels) for i in range(n)]
 
 

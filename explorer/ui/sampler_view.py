@@ -121,6 +121,11 @@ class SamplerView(pn.viewable.Viewer):
         self._scrub_label = pn.pane.Markdown("", margin=(0, 10), styles={"color": "#555"})
         self._clear_runs = pn.widgets.Button(label="Clear earlier runs", color="light", width=160)
         self._clear_runs.on_click(lambda _e: self.clear_runs())
+        self._keep = pn.widgets.Button(label="Keep the samples for the other tools", color="primary",
+                                       variant="outline", sizing_mode="stretch_width",
+                                       description="Save x̂ of every chain to the sample shelf: any tool's image "
+                                                   "source can then open it (Image → sample)")
+        self._keep.on_click(lambda _e: self.keep_samples())
 
         self.controls.on("step", self.step)
         self.controls.on("play", self.play)
@@ -516,6 +521,28 @@ class SamplerView(pn.viewable.Viewer):
                 arrays["nll"] = np.asarray(self.energy)
         return npz_bytes(arrays, self.run_params())
 
+    def keep_samples(self) -> list:
+        """Put x̂(y_t) of every chain on the sample shelf (:mod:`explorer.ui.samples`) with the run's
+        parameters, each chain's step count and −log p when an energy model scored it."""
+        from .samples import keep_samples
+
+        if self.sampler is None:
+            return []
+        with self._step_lock:
+            x_hat = self.sampler.state.x_hat[:, 0].detach().cpu().numpy()
+            t = int(self.sampler.t)
+        chains = [dict(steps=self._chain_steps(j) or t) for j in range(len(x_hat))]
+        if self.energy:
+            for c, nll in zip(chains, self.energy):
+                c["nll_nats"] = float(nll)
+        try:
+            paths = keep_samples(x_hat, self.run_params(), chains)
+        except (OSError, ValueError) as e:
+            notify(f"The samples could not be kept: {e}")
+            return []
+        notify(f"Kept {len(paths)} sample(s): open them in any tool with Image → sample.", kind="success")
+        return paths
+
     def _basename(self) -> str:
         return f"sampler_{self.picker.model}_beta{self.beta:g}_seed{self.seed}"
 
@@ -542,7 +569,7 @@ class SamplerView(pn.viewable.Viewer):
         return pn.Column(
             pn.Card(self.controls, self._stats, hide_header=True, sizing_mode="stretch_width"),
             pn.Row(
-                pn.Column(self._grid, self._chain_table, self._scrubber, self._scrub_label,
+                pn.Column(self._grid, self._chain_table, self._scrubber, self._scrub_label, self._keep,
                           sizing_mode="stretch_width", min_width=260),
                 pn.Column(self._sigma_pane, self._h_pane, self._clear_runs, sizing_mode="stretch_width", min_width=380),
                 sizing_mode="stretch_width"),
