@@ -40,7 +40,8 @@ def keep_samples(images: np.ndarray, meta: dict[str, Any], chains_meta: list[dic
         raise ValueError(f"expected finite (B, H, W) samples, got shape {a.shape}")
     folder = shelf_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{time.time_ns() % 1_000_000:06d}"
+    ns = time.time_ns()  # date-time plus nanoseconds: file names sort in the order they were kept
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(ns // 1_000_000_000)) + f"-{ns % 1_000_000_000:09d}"
     paths = []
     for k, img in enumerate(a):
         m = {**meta, "chain": k + 1, **((chains_meta or [{}] * len(a))[k])}
@@ -75,5 +76,5 @@ def list_samples() -> dict[str, Path]:
         except ValueError:
             continue
         label = f"{sample_label(meta)} · {path.stem[7:22]}"
-        out[label if label not in out else f"{label} ({path.stem[-9:]})"] = path
+        out[label if label not in out else f"{label} ({path.stem[23:32]})"] = path
     return out
