@@ -24,6 +24,15 @@ def wait_text_change(locator, before: str, timeout: float = 90.0) -> float:
     raise AssertionError(f"text did not change within {timeout} s: {before!r}")
 
 
+def save_screenshot(page, name: str, height: int, settle_ms: int = 800) -> None:
+    """Let the page settle, resize it to 1500 × ``height`` and save docs/screenshots/NAME.png."""
+    page.wait_for_timeout(settle_ms)
+    page.set_viewport_size({"width": 1500, "height": height})
+    page.wait_for_timeout(500)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
 def assert_clean(page, logs: str) -> None:
     assert page.page_errors == [], page.page_errors
     assert page.console_errors == [], page.console_errors
@@ -48,11 +57,7 @@ def test_filters_app_click_shows_a_new_filter(served_app, browser_page):
     assert pixel.inner_text() != before_pixel
     assert "row sum" in row_sum.inner_text()
     print(f"click → new row sum on the page: {seconds:.2f} s")
-    page.wait_for_timeout(800)
-    page.set_viewport_size({"width": 1500, "height": 1150})
-    page.wait_for_timeout(500)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "filters.png"), full_page=True)
+    save_screenshot(page, "filters", 1150)
     assert_clean(page, served_app.logs())
 
 
@@ -99,9 +104,5 @@ def test_energy_app_computes_a_histogram(served_app, browser_page, tmp_path):
     row = page.locator("tr", has_text="number of images").first
     row.wait_for(timeout=300_000)
     assert "120" in row.inner_text()
-    page.wait_for_timeout(1500)
-    page.set_viewport_size({"width": 1500, "height": 1400})
-    page.wait_for_timeout(800)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "energy.png"), full_page=True)
+    save_screenshot(page, "energy", 1400, settle_ms=1500)
     assert_clean(page, served_app.logs())
