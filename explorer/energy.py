@@ -306,11 +306,13 @@ class ScoreUNet(EnergyUNet):
         self._check(y)
         return self.s_theta(y, self.log_t(y, t))[1]
 
+    NO_ENERGY = "a ScoreUNet models the score only: it has no energy U(y, t) and no −log p(x)"
+
     def energy_log_t(self, y: Tensor, tau: Tensor) -> Tensor:
-        raise TypeError("a ScoreUNet models the score only: it has no energy U(y, t) and no −log p(x)")
+        raise TypeError(self.NO_ENERGY)
 
     def nll(self, x: Tensor) -> Tensor:
-        raise TypeError("a ScoreUNet models the score only: it has no energy U(y, t) and no −log p(x)")
+        raise TypeError(self.NO_ENERGY)
 
 
 # --------------------------------------------------------------------------- the radial toy energy

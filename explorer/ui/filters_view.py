@@ -252,6 +252,10 @@ def marker(pixel: tuple[int, int], shape: tuple[int, int], color: str = MARKER_C
                                                       line_width=2.5, tools=[])
 
 
+def zoom_title(n: int) -> str:
+    return f"zoom: {n}×{n} around pixel i"
+
+
 # ------------------------------------------------------------------------------------------ the view
 class FiltersView(pn.viewable.Viewer):
     """Adaptive filters (Jacobian rows) of up to three denoisers at a clicked pixel of a noisy image.
@@ -420,7 +424,7 @@ class FiltersView(pn.viewable.Viewer):
                 den=hv.streams.Pipe(data=empty),
                 full=LiveImage((h, w), "filter aᵢ = row i of A", size=185, kind="diverging",
                                value_label="filter weight", marker_color="#111111", box_color=CROP_COLOR),
-                crop=LiveImage((n, n), f"zoom: {n}×{n} around pixel i", size=135, kind="diverging",
+                crop=LiveImage((n, n), zoom_title(n), size=135, kind="diverging",
                                colorbar=True, value_label="filter weight"),
                 text=pn.pane.Markdown("", css_classes=["explorer-number"], margin=(0, 6), width=255),
             )
@@ -458,8 +462,7 @@ class FiltersView(pn.viewable.Viewer):
                 s["full"].update(r["filter"])
                 s["full"].show_box(req["pixel"], req["crop"])
                 s["full"].show_marker(req["pixel"])
-                n = r["crop"].shape[0]
-                s["crop"].figure.title.text = f"zoom: {n}×{n} around pixel i"
+                s["crop"].figure.title.text = zoom_title(r["crop"].shape[0])
                 s["crop"].update(r["crop"])
                 s["text"].object = self._numbers(r)
             i, j = req["pixel"]
