@@ -139,6 +139,16 @@ def schedule_text(a: argparse.Namespace) -> str:
     return text + (f" (a warm restart of the schedule at step {a.restart_at})" if a.restart_at else "")
 
 
+def phase_settings(a: argparse.Namespace) -> str:
+    """The noise and schedule of one training invocation, in words."""
+    return f"σ {a.noise_dist} on [{a.sigma_min:g}, {a.sigma_max:g}], batch {a.batch} of {a.patch}-pixel patches, {schedule_text(a)}"
+
+
+def phase_text(phase: dict[str, Any]) -> str:
+    """A phase of training as the model card shows it: ``steps A–B: settings``."""
+    return phase.get("text") or f"steps {phase['start']}–{phase['end']}: {phase['settings']}"
+
+
 class Trainer:
     """Holds model, optimizer, sampler and counters; saves/restores everything needed to resume."""
 
@@ -157,6 +167,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.recalibrated_at: int | None = None  # step at which the norm statistics were last re-averaged
         self.recalibrated_with: dict[str, int] | None = None  # the batches and crop size used then
+        self.phases: list[dict[str, Any]] = []  # one per invocation with other settings: {start, end, settings}
         self.val_images = [im[:128, :128] for im in load_folder(args.val)] if args.val else []
 
     # --- persistence
@@ -172,6 +183,7 @@ class Trainer:
             "history": self.history,
             "recalibrated_at": self.recalibrated_at,
             "recalibrated_with": self.recalibrated_with,
+            "phases": self.phases,
         }
         (self.state_dir / "state.json").write_text(json.dumps(state, indent=1) + "\n")
         a = self.args
@@ -192,6 +204,7 @@ class Trainer:
                 "seed": a.seed,
                 "command": "python -m explorer.train " + " ".join(sys.argv[1:]) if sys.argv[1:] else "",
                 "history": self.history,
+                "phases": [phase_text(p) for p in self.phases if p.get("text") or p["end"] > p["start"]],
                 "norm_statistics": (f"averaged over {self.recalibrated_with['batches']} batches of 8 noisy "
                                     f"{self.recalibrated_with['patch']}-pixel crops "
                                     f"(at most the image size) after step {self.recalibrated_at}"
@@ -212,10 +225,27 @@ class Trainer:
         self.gen.set_state(rng["noise_gen"])
         self.sampler.load_state_dict({"generator": rng["patch_gen"]})
         self.step, self.seconds, self.history = state["step"], state["seconds"], state["history"]
+        self.phases = state.get("phases") or self._legacy_phases(state)
         self.recalibrated_at = state.get("recalibrated_at")
         # states written before the settings were recorded used 128-pixel crops
         self.recalibrated_with = state.get("recalibrated_with") or (
             None if self.recalibrated_at is None else {"batches": self.args.recalibrate, "patch": min(128, *(min(im.shape[:2]) for im in self.images))})
+
+    def _legacy_phases(self, state: dict[str, Any]) -> list[dict[str, Any]]:
+        """Phases of a state saved before they were recorded: the card's own text, else its saved args."""
+        card = json.loads((self.out / f"{self.args.name}.json").read_text())
+        texts = card.get("training", {}).get("phases") or card.get("stages")
+        if texts:
+            return [{"text": t} for t in texts]
+        saved = argparse.Namespace(**{**vars(self.args), **state.get("args", {})})
+        return [{"start": 0, "end": state["step"], "settings": phase_settings(saved)}]
+
+    def begin_phase(self) -> None:
+        """Record this invocation's settings from the current step on (continuing the last phase if they match)."""
+        settings = phase_settings(self.args)
+        last = self.phases[-1] if self.phases else None
+        if last is None or last.get("settings") != settings or last.get("end") != self.step:
+            self.phases.append({"start": self.step, "end": self.step, "settings": settings})
 
     # --- the loop
     def noisy_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -255,12 +285,14 @@ class Trainer:
         loss.backward()
         self.opt.step()
         self.step += 1
+        self.phases[-1]["end"] = self.step
         mse = loss.item()
         return mse, 10 * math.log10(1.0 / max(mse, 1e-12))
 
     def run(self) -> None:
         a = self.args
         deadline = time.monotonic() + a.budget_minutes * 60 if a.budget_minutes else math.inf
+        self.begin_phase()
         self.model.train()
         bar = tqdm(total=a.steps, initial=self.step, desc=a.name, dynamic_ncols=True, disable=a.quiet)
         log = (self.state_dir / "log.jsonl")

@@ -131,3 +131,16 @@ def test_biased_twins_recalibrate_on_training_patches_and_other_settings_recalib
     state = json.loads((out / "training" / "tiny" / "state.json").read_text())
     assert state["recalibrated_with"] == {"batches": 3, "patch": 32} and state["step"] == 20
     assert (out / "tiny.safetensors").read_bytes() != weights
+
+
+def test_the_card_lists_each_training_phase_and_an_interrupted_phase_stays_one(image_folder, tmp_path):
+    out = tmp_path / "out"
+    assert train.main(_args(image_folder, out, 20, "--recalibrate", "0")) == 0
+    assert train.main(_args(image_folder, out, 30, "--recalibrate", "0", "--budget-minutes", "1e-9", "--restart-at", "20",
+                             "--noise-dist", "sqrt", "--resume")) == 0  # stops at once: an empty phase is not listed
+    assert train.main(_args(image_folder, out, 30, "--recalibrate", "0", "--restart-at", "20", "--noise-dist", "sqrt",
+                             "--resume")) == 0
+    phases = json.loads((out / "tiny.json").read_text())["training"]["phases"]
+    assert len(phases) == 2
+    assert phases[0].startswith("steps 0–20: σ uniform on [0.1, 0.2]")
+    assert phases[1].startswith("steps 20–30: σ sqrt on [0.1, 0.2]") and "warm restart of the schedule at step 20" in phases[1]
