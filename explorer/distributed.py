@@ -31,7 +31,8 @@ from tqdm import tqdm
 
 from .data.files import list_images
 from .energies import Energies, Item, absolute_source, energies_of, items_for_source, model_fingerprint
-from .evaluate import Failures, ImageScores, Lineup, each_image, noisy_image, open_model, score_files
+from .data.testsets import SetImage
+from .evaluate import Failures, ImageRef, ImageScores, Lineup, each_image, noisy_image, open_model, score_files
 from .handle import ModelHandle
 from .jacobian import DEFAULT_PROBES, Estimate, Method, effective_dim
 
@@ -116,9 +117,10 @@ def _merge(parts: Sequence[tuple[dict[Any, T], Failures]]) -> tuple[dict[Any, T]
     return results, failures
 
 
-def _indexed_paths(files: Sequence[tuple[int, str | Path]]) -> list[tuple[int, str]]:
-    """(index, absolute path) pairs, readable from any worker's working directory."""
-    return [(i, str(Path(p).resolve())) for i, p in files]
+def _indexed_paths(files: Sequence[tuple[int, ImageRef]]) -> list[tuple[int, ImageRef]]:
+    """(index, absolute path) pairs, readable from any worker's working directory (images of built-in
+    sets stay as they are: every worker makes them itself)."""
+    return [(i, p if isinstance(p, SetImage) else str(Path(p).resolve())) for i, p in files]
 
 
 def remote_energies(client: Client, model_ref: str, fingerprint: str, source: str, items: Sequence[Item],
@@ -132,7 +134,7 @@ def remote_energies(client: Client, model_ref: str, fingerprint: str, source: st
     return _merge(parts)
 
 
-def remote_scores(client: Client, lineup: Lineup, handles: Sequence[ModelHandle], files: Sequence[tuple[int, str | Path]],
+def remote_scores(client: Client, lineup: Lineup, handles: Sequence[ModelHandle], files: Sequence[tuple[int, ImageRef]],
                   sigmas: Sequence[float], seed: int, progress: bool = True) -> tuple[dict[int, ImageScores], Failures]:
     """:func:`explorer.evaluate.score_files` on the workers; ``handles`` are the lineup opened here."""
     fingerprints = tuple(model_fingerprint(h.model) for h in handles)

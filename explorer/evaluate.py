@@ -14,8 +14,10 @@ MODEL is a catalog name, a ``.safetensors``/``.json`` path, or a lab ``.pt`` fil
 memory by :func:`explorer.convert.import_legacy`). ``--bm3d`` adds BM3D (Dabov et al. 2007, the
 ``bm3d`` package, given the true σ); ``--classical`` adds the Gaussian, Wiener and Haar-shrinkage
 filters of :mod:`explorer.denoisers.classical` (blind: they estimate σ themselves).
-``--write-card`` stores the results into each model card's ``metrics[<folder name>]``, touching no
-other field. Exit status 1 with a one-line message for a missing model, folder or package, or for
+``--data`` is a folder or a built-in set made on demand (:mod:`explorer.data.testsets`: ``mnist``,
+the 500 held-out digits; ``discs``, ``calpha``, ``dead-leaves``, 100 seeded synthetic images unless
+``--limit``). ``--write-card`` stores the results, with the command that made them, into each model
+card's ``metrics[<folder name or set label>]``, touching no other field. Exit status 1 with a one-line message for a missing model, folder or package, or for
 unreadable images (each named; no table is written).
 
 Scale-out: ``--workers N`` (a local Dask cluster of N processes) or ``--scheduler ADDRESS`` (a running
@@ -41,6 +43,7 @@ from tqdm import tqdm
 from .checkpoints import CheckpointError, load
 from .convert import import_legacy
 from .data.files import ImageFileError, list_images, load_image
+from .data.testsets import SetImage, builtin_set, is_builtin_set
 from .denoisers import Denoiser, GaussianSmoothing, HaarShrinkage, WienerFilter
 from .denoisers.base import SigmaLike
 from .handle import ModelHandle
@@ -117,21 +120,34 @@ def evaluate_models(
     return mean_scores(scores)
 
 
-def each_image(fn: Callable[[int, np.ndarray], T], files: Sequence[tuple[int, str | Path]], gray: bool,
+#: An image of a benchmark: a file, or an image of a built-in set that any process can make.
+ImageRef = str | Path | SetImage
+
+
+def read_image(ref: ImageRef, gray: bool) -> np.ndarray:
+    """The image a reference names, in [0, 1] (built-in sets are gray)."""
+    return ref.load() if isinstance(ref, SetImage) else load_image(ref, gray=gray)
+
+
+def image_name(ref: ImageRef) -> str:
+    return ref.name if isinstance(ref, SetImage) else Path(ref).name
+
+
+def each_image(fn: Callable[[int, np.ndarray], T], files: Sequence[tuple[int, ImageRef]], gray: bool,
                desc: str, progress: bool = False) -> tuple[dict[int, T], Failures]:
-    """{index: fn(index, image)} over (index, path) pairs; a file that cannot be read or used is
-    recorded in the failures as (file name, reason) instead."""
+    """{index: fn(index, image)} over (index, image reference) pairs; an image that cannot be read or
+    used is recorded in the failures as (file name, reason) instead."""
     done: dict[int, T] = {}
     failures: Failures = []
-    for i, path in tqdm(files, desc=desc, unit="image", disable=not progress):
+    for i, ref in tqdm(files, desc=desc, unit="image", disable=not progress):
         try:
-            done[i] = fn(i, load_image(path, gray=gray))
+            done[i] = fn(i, read_image(ref, gray))
         except (ValueError, RuntimeError) as e:  # ImageFileError is a ValueError
-            failures.append((Path(path).name, str(e)))
+            failures.append((image_name(ref), str(e)))
     return done, failures
 
 
-def score_files(handles: Sequence[ModelHandle], files: Sequence[tuple[int, str | Path]], sigmas: Sequence[float],
+def score_files(handles: Sequence[ModelHandle], files: Sequence[tuple[int, ImageRef]], sigmas: Sequence[float],
                 seed: int, progress: bool = False) -> tuple[dict[int, ImageScores], Failures]:
     """:func:`score_image` of every (index, path) pair, and the files that failed."""
     gray = handles[0].channels == 1
@@ -169,14 +185,14 @@ class Benchmark:
 
 def benchmark(
     lineup: Lineup,
-    files: Sequence[str | Path],
+    files: Sequence[ImageRef],
     sigmas: Sequence[float],
     seed: int = 0,
     client: Client | None = None,
     progress: bool = True,
     handles: Sequence[ModelHandle] | None = None,
 ) -> Benchmark:
-    """Score the ``lineup`` on image files, locally or on the workers of a Dask ``client``.
+    """Score the ``lineup`` on images (files or built-in set images), locally or on the workers of a Dask ``client``.
 
     ``handles`` are the lineup already opened in this process (opened here if not given). Image i is
     the i-th of ``files`` whichever process scores it, so both paths give the same numbers.
@@ -282,12 +298,30 @@ def _parse_sigmas(text: str) -> list[float]:
     return values
 
 
-def _run(args: argparse.Namespace) -> int:
+def benchmark_images(data: str, limit: int | None) -> tuple[str, list[ImageRef]]:
+    """(label, images) of ``--data``: a built-in set (:mod:`explorer.data.testsets`) or a folder (label:
+    its name). ``limit`` keeps the first N."""
+    if is_builtin_set(data) and not Path(data).is_dir():
+        try:
+            label, images = builtin_set(data, limit)
+        except ValueError as e:
+            raise EvaluationError(str(e)) from None
+        return label, list(images)
+    files = list_images(data)[:limit]
+    if not files:
+        raise EvaluationError(f"{data}: no image files in the folder")
+    return Path(data).resolve().name, list(files)
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """The command that regenerates a table, for the model card."""
+    return " ".join(["python -m explorer.evaluate", *argv])
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     lineup = Lineup(tuple(args.models), args.bm3d, args.classical)
     handles = lineup.open()
-    files = list_images(args.data)[: args.limit]
-    if not files:
-        raise EvaluationError(f"{args.data}: no image files in the folder")
+    dataset, files = benchmark_images(args.data, args.limit)
     sigmas = [s / args.scale for s in args.sigma]
     from .distributed import client_for
 
@@ -297,7 +331,6 @@ def _run(args: argparse.Namespace) -> int:
         raise EvaluationError(f"{len(bench.failures)} of {len(files)} images unusable: "
                               + "; ".join(f"{name}: {reason}" for name, reason in bench.failures))
     table = relabel(bench.results, args.scale)
-    dataset = Path(args.data).resolve().name
     print(format_table(table, f"PSNR (dB) / SSIM on {dataset} ({bench.images} images), σ in units of 1/{args.scale:g}, seed {args.seed}"))
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=2) + "\n")
@@ -307,7 +340,8 @@ def _run(args: argparse.Namespace) -> int:
             if card_path is None:
                 print(f"explorer.evaluate: note: {h.name} has no model card; nothing written", file=sys.stderr)
                 continue
-            entry = {"sigma_scale": args.scale, "seed": args.seed, "images": bench.images, "results": table[h.name]}
+            entry = {"sigma_scale": args.scale, "seed": args.seed, "images": bench.images, "results": table[h.name],
+                     "command": command_line(argv)}
             write_card_metrics(card_path, dataset, entry)
     return 0
 
@@ -315,7 +349,8 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m explorer.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", metavar="MODEL", help="catalog name, .safetensors/.json path or lab .pt file")
-    parser.add_argument("--data", required=True, type=Path, help="folder of test images")
+    parser.add_argument("--data", required=True,
+                        help="folder of test images, or a built-in set: mnist (500 held-out digits), discs[:SIZE], calpha[:SIZE], dead-leaves[:SIZE]")
     parser.add_argument("--sigma", required=True, type=_parse_sigmas, help="comma-separated noise levels, e.g. 15,25,50")
     parser.add_argument("--scale", type=float, default=255.0, choices=[255.0, 1.0], help="σ units: 255 = 8-bit levels (default), 1 = [0, 1]")
     parser.add_argument("--seed", type=int, default=0)
@@ -334,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be ≥ 1")
     try:
-        return _run(args)
+        return _run(args, sys.argv[1:] if argv is None else argv)
     except (CheckpointError, ImageFileError, EvaluationError, OSError) as e:
         print(f"explorer.evaluate: error: {e}", file=sys.stderr)
         return 1

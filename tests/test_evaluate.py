@@ -207,3 +207,56 @@ def test_cli_exit_codes(bench, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main([str(card), "--data", str(data), "--sigma", "-3"])
     assert e.value.code != 0
+
+
+# --- built-in test sets ------------------------------------------------------------------------------
+def test_builtin_sets_are_made_the_same_in_any_process_and_differ_from_the_training_stream():
+    from explorer.data import synthetic
+    from explorer.data.testsets import builtin_set
+
+    label, images = builtin_set("discs:24", 3)
+    assert label == "discs-24" and [im.index for im in images] == [0, 1, 2]
+    a = [im.load() for im in images]
+    assert all(x.shape == (24, 24) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1 for x in a)
+    assert np.array_equal(builtin_set("discs:24", 3)[1][1].load(), a[1])  # made again, the same image
+    assert not np.array_equal(a[0], a[1])
+    training = synthetic.random_discs(200, 24, seed=0)  # the training stream of `--data discs`
+    assert not any(np.allclose(x, t) for x in a for t in training)
+    assert builtin_set("calpha")[0] == "calpha-40" and len(builtin_set("calpha")[1]) == 100
+    assert builtin_set("dead-leaves:32", 1)[1][0].load().shape == (32, 32)
+
+
+def test_the_mnist_set_is_the_digits_the_energy_models_hold_out():
+    from explorer.data import mnist
+    from explorer.data.testsets import builtin_set
+
+    label, images = builtin_set("mnist")
+    assert label == "mnist-heldout" and len(images) == 500
+    digits = mnist.load_mnist(pad_to=32)
+    assert np.array_equal(images[0].load(), digits[-500]) and np.array_equal(images[-1].load(), digits[-1])
+
+
+@pytest.mark.parametrize("spec, message", [("discs:abc", "integer"), ("mnist:20", "fixed size"), ("discs:4", "at least 9")])
+def test_bad_builtin_set_names_fail_with_one_line(bench, spec, message, capsys):
+    _, card = bench
+    assert main([str(card), "--data", spec, "--sigma", "25", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
+def test_cli_on_a_builtin_set_writes_the_table_and_its_command_into_the_card(bench):
+    _, card = bench
+    argv = [str(card), "--data", "discs:16", "--limit", "3", "--sigma", "0.1", "--scale", "1", "--write-card", "--quiet"]
+    assert main(argv) == 0
+    entry = json.loads(card.read_text())["metrics"]["discs-16"]
+    assert entry["images"] == 3 and entry["command"] == "python -m explorer.evaluate " + " ".join(argv)
+    assert 10 < entry["results"]["0.1"]["psnr"] < 60
+
+
+def test_workers_get_builtin_set_images_as_they_are_and_files_as_absolute_paths(tmp_path, monkeypatch):
+    from explorer.data.testsets import SetImage
+    from explorer.distributed import _indexed_paths
+
+    monkeypatch.chdir(tmp_path)
+    image = SetImage("discs", 0, 16)
+    assert _indexed_paths([(0, image), (1, "a.png")]) == [(0, image), (1, str(tmp_path / "a.png"))]
