@@ -65,6 +65,12 @@ def training_images(source: str, patch: int, seed: int) -> list[np.ndarray]:
     return load_folder(source)
 
 
+def augments(a: argparse.Namespace) -> bool:
+    """Whether patches get the 8 flips/rotations: ``--augment auto`` is on except for MNIST, whose
+    digits are not symmetric (a mirrored 3 or a rotated 7 is not a digit)."""
+    return a.augment == "on" or (a.augment == "auto" and a.data != "mnist")
+
+
 def build_model(args: argparse.Namespace):
     bias_free = not args.biased
     if args.arch == "dncnn":
@@ -140,8 +146,10 @@ def schedule_text(a: argparse.Namespace) -> str:
 
 
 def phase_settings(a: argparse.Namespace) -> str:
-    """The noise and schedule of one training invocation, in words."""
-    return f"σ {a.noise_dist} on [{a.sigma_min:g}, {a.sigma_max:g}], batch {a.batch} of {a.patch}-pixel patches, {schedule_text(a)}"
+    """The noise, data augmentation and schedule of one training invocation, in words."""
+    flips = "with" if augments(a) else "without"
+    return (f"σ {a.noise_dist} on [{a.sigma_min:g}, {a.sigma_max:g}], batch {a.batch} of {a.patch}-pixel patches "
+            f"{flips} flips/rotations, {schedule_text(a)}")
 
 
 def phase_text(phase: dict[str, Any]) -> str:
@@ -160,7 +168,7 @@ class Trainer:
         self.model = build_model(args)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=args.lr)
         self.images = training_images(args.data, args.patch, args.seed)
-        self.sampler = PatchSampler(self.images, args.patch, batch_size=args.batch, seed=args.seed)
+        self.sampler = PatchSampler(self.images, args.patch, batch_size=args.batch, seed=args.seed, augment=augments(args))
         self.gen = torch.Generator().manual_seed(args.seed + 1)
         self.step = 0
         self.seconds = 0.0  # CPU seconds (all threads) spent in training steps
@@ -197,6 +205,7 @@ class Trainer:
                 "data": a.data,
                 "noise": {"distribution": a.noise_dist, "sigma_min": a.sigma_min, "sigma_max": a.sigma_max, "units": "[0,1] image range"},
                 "patch": a.patch,
+                "augment": augments(a),
                 "batch": a.batch,
                 "optimizer": schedule_text(a),
                 "steps": self.step,
@@ -237,7 +246,7 @@ class Trainer:
         texts = card.get("training", {}).get("phases") or card.get("stages")
         if texts:
             return [{"text": t} for t in texts]
-        saved = argparse.Namespace(**{**vars(self.args), **state.get("args", {})})
+        saved = argparse.Namespace(**{**vars(self.args), "augment": "on", **state.get("args", {})})  # always on then
         return [{"start": 0, "end": state["step"], "settings": phase_settings(saved)}]
 
     def begin_phase(self) -> None:
@@ -346,6 +355,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sigma-min", type=float, default=0.0, help="in [0,1] image units")
     p.add_argument("--sigma-max", type=float, default=0.4)
     p.add_argument("--noise-dist", default="uniform", choices=["uniform", "sqrt"])
+    p.add_argument("--augment", choices=["auto", "on", "off"], default="auto",
+                   help="the 8 flips/rotations of every patch (auto: on, except for mnist)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--patch", type=int, default=48)
     p.add_argument("--steps", type=int, default=20000, help="total steps (the lr schedule spans them)")

@@ -144,3 +144,11 @@ def test_the_card_lists_each_training_phase_and_an_interrupted_phase_stays_one(i
     assert len(phases) == 2
     assert phases[0].startswith("steps 0–20: σ uniform on [0.1, 0.2]")
     assert phases[1].startswith("steps 20–30: σ sqrt on [0.1, 0.2]") and "warm restart of the schedule at step 20" in phases[1]
+
+
+def test_patches_are_flipped_and_rotated_except_mnist_digits():
+    args = lambda *extra: train.parse_args(["--data", "x", "--name", "n", *extra])  # noqa: E731
+    assert train.augments(args()) and train.augments(args("--data", "discs"))
+    assert not train.augments(args("--data", "mnist"))  # a mirrored 3 is not a digit
+    assert train.augments(args("--data", "mnist", "--augment", "on")) and not train.augments(args("--augment", "off"))
+    assert "without flips/rotations" in train.phase_settings(args("--data", "mnist"))
