@@ -152,9 +152,12 @@ def phase_settings(a: argparse.Namespace) -> str:
             f"{flips} flips/rotations, {schedule_text(a)}")
 
 
-def phase_text(phase: dict[str, Any]) -> str:
-    """A phase of training as the model card shows it: ``steps A–B: settings``."""
-    return phase.get("text") or f"steps {phase['start']}–{phase['end']}: {phase['settings']}"
+def phase_texts(phases: list[dict[str, Any]], step: int) -> list[str]:
+    """The phases as the model card shows them, ``steps A–B: settings``: a phase ends where the next one
+    starts (the last at ``step``); empty phases are left out, hand-written ones kept as they are."""
+    ends = [p.get("start") for p in phases[1:]] + [step]
+    return [p["text"] if "text" in p else f"steps {p['start']}–{end}: {p['settings']}"
+            for p, end in zip(phases, ends) if "text" in p or end > p["start"]]
 
 
 class Trainer:
@@ -175,7 +178,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.recalibrated_at: int | None = None  # step at which the norm statistics were last re-averaged
         self.recalibrated_with: dict[str, int] | None = None  # the batches and crop size used then
-        self.phases: list[dict[str, Any]] = []  # one per invocation with other settings: {start, end, settings}
+        self.phases: list[dict[str, Any]] = []  # {start, settings}, one per change of settings
         self.val_images = [im[:128, :128] for im in load_folder(args.val)] if args.val else []
 
     # --- persistence
@@ -213,7 +216,7 @@ class Trainer:
                 "seed": a.seed,
                 "command": "python -m explorer.train " + " ".join(sys.argv[1:]) if sys.argv[1:] else "",
                 "history": self.history,
-                "phases": [phase_text(p) for p in self.phases if p.get("text") or p["end"] > p["start"]],
+                "phases": phase_texts(self.phases, self.step),
                 "norm_statistics": (f"averaged over {self.recalibrated_with['batches']} batches of 8 noisy "
                                     f"{self.recalibrated_with['patch']}-pixel crops "
                                     f"(at most the image size) after step {self.recalibrated_at}"
@@ -247,14 +250,13 @@ class Trainer:
         if texts:
             return [{"text": t} for t in texts]
         saved = argparse.Namespace(**{**vars(self.args), "augment": "on", **state.get("args", {})})  # always on then
-        return [{"start": 0, "end": state["step"], "settings": phase_settings(saved)}]
+        return [{"start": 0, "settings": phase_settings(saved)}]
 
     def begin_phase(self) -> None:
-        """Record this invocation's settings from the current step on (continuing the last phase if they match)."""
+        """Record this invocation's settings from the current step on (the last phase goes on if they match)."""
         settings = phase_settings(self.args)
-        last = self.phases[-1] if self.phases else None
-        if last is None or last.get("settings") != settings or last.get("end") != self.step:
-            self.phases.append({"start": self.step, "end": self.step, "settings": settings})
+        if not self.phases or self.phases[-1].get("settings") != settings:
+            self.phases.append({"start": self.step, "settings": settings})
 
     # --- the loop
     def noisy_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -294,7 +296,6 @@ class Trainer:
         loss.backward()
         self.opt.step()
         self.step += 1
-        self.phases[-1]["end"] = self.step
         mse = loss.item()
         return mse, 10 * math.log10(1.0 / max(mse, 1e-12))
 
