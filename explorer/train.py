@@ -41,6 +41,22 @@ def sample_sigmas(n: int, lo: float, hi: float, dist: str, gen: torch.Generator)
     raise ValueError(f"unknown noise distribution {dist!r} (uniform or sqrt)")
 
 
+def denoising_loss(x_hat: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor, weight: str = "mse",
+                   floor: float = 0.01) -> torch.Tensor:
+    """The training objective over a batch, with per-image errors e_i = ‖x̂_i − x_i‖²/N:
+
+    - ``mse``: mean_i e_i (every image counts by its squared error, so large σ dominate);
+    - ``relative``: mean_i e_i/(σ_i² + floor²), the output error relative to the input noise variance
+      (10^(−gain/10) for a gain in dB), so every noise level counts by how much it is denoised.
+    """
+    per_image = ((x_hat - x) ** 2).flatten(1).mean(1)
+    if weight == "mse":
+        return per_image.mean()
+    if weight == "relative":
+        return (per_image / (sigma.flatten() ** 2 + floor ** 2)).mean()
+    raise ValueError(f"unknown loss weight {weight!r} (mse or relative)")
+
+
 def lr_at(step: int, total: int, lr: float, warmup: int = 200) -> float:
     """Linear warm-up then cosine decay to 1% of ``lr`` at ``total`` steps."""
     if step < warmup:
@@ -149,7 +165,12 @@ def phase_settings(a: argparse.Namespace) -> str:
     """The noise, data augmentation and schedule of one training invocation, in words."""
     flips = "with" if augments(a) else "without"
     return (f"σ {a.noise_dist} on [{a.sigma_min:g}, {a.sigma_max:g}], batch {a.batch} of {a.patch}-pixel patches "
-            f"{flips} flips/rotations, {schedule_text(a)}")
+            f"{flips} flips/rotations, {loss_text(a)}{schedule_text(a)}")
+
+
+def loss_text(a: argparse.Namespace) -> str:
+    """The objective in words when it is not the plain MSE (so the phases of MSE runs read as before)."""
+    return "" if a.loss_weight == "mse" else f"loss ‖x̂ − x‖²/(N(σ² + {a.loss_floor:g}²)), "
 
 
 def phase_texts(phases: list[dict[str, Any]], step: int) -> list[str]:
@@ -209,6 +230,7 @@ class Trainer:
                 "noise": {"distribution": a.noise_dist, "sigma_min": a.sigma_min, "sigma_max": a.sigma_max, "units": "[0,1] image range"},
                 "patch": a.patch,
                 "augment": augments(a),
+                "loss": "mse" if a.loss_weight == "mse" else loss_text(a).rstrip(", "),
                 "batch": a.batch,
                 "optimizer": schedule_text(a),
                 "steps": self.step,
@@ -249,7 +271,8 @@ class Trainer:
         texts = card.get("training", {}).get("phases") or card.get("stages")
         if texts:
             return [{"text": t} for t in texts]
-        saved = argparse.Namespace(**{**vars(self.args), "augment": "on", **state.get("args", {})})  # always on then
+        saved = argparse.Namespace(**{**vars(self.args), "augment": "on", "loss_weight": "mse",
+                                        **state.get("args", {})})  # flips always on and plain MSE then
         return [{"start": 0, "settings": phase_settings(saved)}]
 
     def begin_phase(self) -> None:
@@ -259,12 +282,12 @@ class Trainer:
             self.phases.append({"start": self.step, "settings": settings})
 
     # --- the loop
-    def noisy_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Clean patches x and y = x + σz, σ drawn per patch from the training noise distribution."""
+    def noisy_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Clean patches x, their noise levels σ and y = x + σz, σ drawn per patch from the training distribution."""
         a = self.args
         x = self.sampler.sample(a.batch)
         sigma = sample_sigmas(a.batch, a.sigma_min, a.sigma_max, a.noise_dist, self.gen).view(-1, 1, 1, 1)
-        return x, x + sigma * torch.randn(x.shape, generator=self.gen)
+        return x, sigma, x + sigma * torch.randn(x.shape, generator=self.gen)
 
     def recalibration_patch(self) -> int:
         """``--recalibrate-patch`` (default: 128 for bias-free models, the training patch for the biased
@@ -286,18 +309,19 @@ class Trainer:
             yield x + sigma * torch.randn(x.shape, generator=gen)
 
     def train_step(self) -> tuple[float, float]:
+        """One Adam step; returns the objective and the batch PSNR (dB, from the plain MSE)."""
         a = self.args
-        x, y = self.noisy_batch()
+        x, sigma, y = self.noisy_batch()
         for g in self.opt.param_groups:
             g["lr"] = lr_at(self.step - a.restart_at, a.steps - a.restart_at, a.lr)
         x_hat = self.model(y)
-        loss = torch.mean((x_hat - x) ** 2)
+        loss = denoising_loss(x_hat, x, sigma, a.loss_weight, a.loss_floor)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
         self.step += 1
-        mse = loss.item()
-        return mse, 10 * math.log10(1.0 / max(mse, 1e-12))
+        mse = torch.mean((x_hat.detach() - x) ** 2).item()
+        return loss.item(), 10 * math.log10(1.0 / max(mse, 1e-12))
 
     def run(self) -> None:
         a = self.args
@@ -356,6 +380,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sigma-min", type=float, default=0.0, help="in [0,1] image units")
     p.add_argument("--sigma-max", type=float, default=0.4)
     p.add_argument("--noise-dist", default="uniform", choices=["uniform", "sqrt"])
+    p.add_argument("--loss-weight", choices=["mse", "relative"], default="mse",
+                   help="mse: plain squared error; relative: each patch's error over its noise variance σ² + floor²")
+    p.add_argument("--loss-floor", type=float, default=0.01, help="the floor of the relative loss, [0,1] units")
     p.add_argument("--augment", choices=["auto", "on", "off"], default="auto",
                    help="the 8 flips/rotations of every patch (auto: on, except for mnist)")
     p.add_argument("--batch", type=int, default=32)

@@ -152,3 +152,28 @@ def test_patches_are_flipped_and_rotated_except_mnist_digits():
     assert not train.augments(args("--data", "mnist"))  # a mirrored 3 is not a digit
     assert train.augments(args("--data", "mnist", "--augment", "on")) and not train.augments(args("--augment", "off"))
     assert "without flips/rotations" in train.phase_settings(args("--data", "mnist"))
+
+
+def test_the_relative_loss_divides_each_patch_error_by_its_noise_variance():
+    x = torch.zeros(2, 1, 4, 4)
+    x_hat = torch.cat([torch.full((1, 1, 4, 4), 0.1), torch.full((1, 1, 4, 4), 0.01)])  # errors 1e-2 and 1e-4
+    sigma = torch.tensor([0.2, 0.02]).view(-1, 1, 1, 1)
+    assert train.denoising_loss(x_hat, x, sigma, "mse").item() == pytest.approx((1e-2 + 1e-4) / 2)
+    # both patches are denoised to the same fraction of their noise variance: 1e-2/0.04 = 1e-4/4e-4 = 0.25
+    assert train.denoising_loss(x_hat, x, sigma, "relative", floor=0.0).item() == pytest.approx(0.25)
+    assert train.denoising_loss(x_hat, x, sigma, "relative", floor=0.02).item() == pytest.approx(
+        (1e-2 / 0.0404 + 1e-4 / 0.0008) / 2)
+    with pytest.raises(ValueError, match="unknown loss weight"):
+        train.denoising_loss(x_hat, x, sigma, "l1")
+
+
+def test_training_on_the_relative_loss_reduces_it_and_the_card_says_which_loss(image_folder, tmp_path):
+    out = tmp_path / "out"
+    assert train.main(_args(image_folder, out, 60, "--loss-weight", "relative", "--recalibrate", "0")) == 0
+    log = [json.loads(line) for line in (out / "training" / "tiny" / "log.jsonl").read_text().splitlines()]
+    first, last = np.mean([e["loss"] for e in log[:10]]), np.mean([e["loss"] for e in log[-10:]])
+    assert last < 0.7 * first
+    assert first > 0.3  # relative units (≈1 for the identity map), not squared error in [0,1] units
+    training = json.loads((out / "tiny.json").read_text())["training"]
+    assert training["loss"] == "loss ‖x̂ − x‖²/(N(σ² + 0.01²))"
+    assert "loss ‖x̂ − x‖²/(N(σ² + 0.01²))" in training["phases"][0]
