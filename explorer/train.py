@@ -1,9 +1,10 @@
 """Train a denoiser: ``python -m explorer.train --data DIR|dead-leaves|discs|calpha|mnist --name NAME ...``.
 
 Objective (least squares, which makes x̂ the MMSE estimate, hence Miyasawa's score identity):
-    L(θ) = E_{x, σ, z} ‖x̂_θ(x + σz) − x‖² / N,   σ ~ U[σ_min, σ_max] (or √σ uniform with --noise-dist sqrt).
+    L(θ) = E_{x, σ, z} ‖x̂_θ(x + σz) − x‖² / N,   σ ~ U[σ_min, σ_max] (or √σ uniform with --noise-dist sqrt),
+or with ``--loss-weight relative`` each term divided by σ² + floor² (every noise level weighted by its gain).
 
-Every ``--checkpoint-every`` steps (and on Ctrl-C, and at the end) it writes the model
+Every ``--checkpoint-every`` steps (and on Ctrl-C or SIGTERM, and at the end) it writes the model
 ``OUT/NAME.safetensors`` + card ``OUT/NAME.json`` and the resumable training state
 ``OUT/training/NAME/{optimizer.safetensors,state.json}`` (safetensors + JSON only, never pickles);
 ``--resume`` continues from that state. A JSON-lines log goes to ``OUT/training/NAME/log.jsonl``.
@@ -29,6 +30,7 @@ from .checkpoints import PRETRAINED_DIR, save_model
 from .data import load_folder
 from .data.patches import PatchSampler
 from .denoisers import BFNorm2d, build
+from .signals import sigterm_as_interrupt
 
 
 def sample_sigmas(n: int, lo: float, hi: float, dist: str, gen: torch.Generator) -> torch.Tensor:
@@ -332,17 +334,18 @@ class Trainer:
         log = (self.state_dir / "log.jsonl")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
-            while self.step < a.steps and time.monotonic() < deadline:
-                t0 = time.process_time()
-                loss, p = self.train_step()
-                self.seconds += time.process_time() - t0
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.2e}", psnr=f"{p:.2f}")
-                if self.step % a.log_every == 0:
-                    with log.open("a") as f:
-                        f.write(json.dumps({"step": self.step, "loss": loss, "train_psnr": p, "seconds": round(self.seconds, 1)}) + "\n")
-                if self.step % a.checkpoint_every == 0:
-                    self.checkpoint()
+            with sigterm_as_interrupt():
+                while self.step < a.steps and time.monotonic() < deadline:
+                    t0 = time.process_time()
+                    loss, p = self.train_step()
+                    self.seconds += time.process_time() - t0
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.2e}", psnr=f"{p:.2f}")
+                    if self.step % a.log_every == 0:
+                        with log.open("a") as f:
+                            f.write(json.dumps({"step": self.step, "loss": loss, "train_psnr": p, "seconds": round(self.seconds, 1)}) + "\n")
+                    if self.step % a.checkpoint_every == 0:
+                        self.checkpoint()
         except KeyboardInterrupt:
             bar.write("interrupted: saving a checkpoint")
         finally:

@@ -12,7 +12,7 @@ trained on: at every checkpoint log Z is estimated on them at T = t_max and thei
 recorded (nats/image, bits/dim, and +b bits/dim with ``--dequantize-bits b``, which trains on
 x + U(0, 2^-b) noise so that a continuous density of b-bit data is well defined).
 
-Checkpoints, every ``--checkpoint-every`` steps or ``--checkpoint-minutes`` minutes (and on Ctrl-C
+Checkpoints, every ``--checkpoint-every`` steps or ``--checkpoint-minutes`` minutes (and on Ctrl-C or SIGTERM
 and at the end), write the model ``OUT/NAME.safetensors`` + card ``OUT/NAME.json`` (log Z and the t
 range are buffers in the weights; the card repeats them) and the resumable state
 ``OUT/training/NAME/{optimizer.safetensors, rng.safetensors, state.json}`` (no pickles); ``--resume``
@@ -35,6 +35,7 @@ from tqdm import tqdm
 from .checkpoints import PRETRAINED_DIR, load_denoiser, save_model
 from .data.patches import PatchSampler
 from .energy import T_MAX, T_MIN, EnergyUNet, ScoreUNet, bits_per_dim, dual_score_loss, estimate_log_z, sample_log_t
+from .signals import sigterm_as_interrupt
 from .train import _load_optimizer_tensors, _optimizer_tensors, lr_at, training_images
 
 ARCHITECTURES = {"dual": "energy-unet", "dsm": "energy-unet", "score": "score-unet"}
@@ -178,19 +179,20 @@ class EnergyTrainer:
         log = self.state_dir / "log.jsonl"
         bar = tqdm(total=a.steps, initial=self.step, desc=a.name, dynamic_ncols=True, disable=a.quiet)
         try:
-            while self.step < a.steps and time.monotonic() < deadline:
-                t0 = time.perf_counter()
-                parts = self.train_step()
-                self.seconds += time.perf_counter() - t0
-                bar.update(1)
-                bar.set_postfix(dsm=f"{parts['dsm']:.3f}", tsm=f"{parts['tsm']:.1e}")
-                if self.step % a.log_every == 0:
-                    with log.open("a") as f:
-                        f.write(json.dumps({"step": self.step, **parts, "seconds": round(self.seconds, 1)}) + "\n")
-                if self.step % a.checkpoint_every == 0 or time.monotonic() > next_save:
-                    self.checkpoint()
-                    bar.write(json.dumps(self.history[-1]))
-                    next_save = time.monotonic() + a.checkpoint_minutes * 60 if a.checkpoint_minutes else math.inf
+            with sigterm_as_interrupt():
+                while self.step < a.steps and time.monotonic() < deadline:
+                    t0 = time.perf_counter()
+                    parts = self.train_step()
+                    self.seconds += time.perf_counter() - t0
+                    bar.update(1)
+                    bar.set_postfix(dsm=f"{parts['dsm']:.3f}", tsm=f"{parts['tsm']:.1e}")
+                    if self.step % a.log_every == 0:
+                        with log.open("a") as f:
+                            f.write(json.dumps({"step": self.step, **parts, "seconds": round(self.seconds, 1)}) + "\n")
+                    if self.step % a.checkpoint_every == 0 or time.monotonic() > next_save:
+                        self.checkpoint()
+                        bar.write(json.dumps(self.history[-1]))
+                        next_save = time.monotonic() + a.checkpoint_minutes * 60 if a.checkpoint_minutes else math.inf
         except KeyboardInterrupt:
             bar.write("interrupted: saving a checkpoint")
         finally:

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -177,3 +181,20 @@ def test_training_on_the_relative_loss_reduces_it_and_the_card_says_which_loss(i
     training = json.loads((out / "tiny.json").read_text())["training"]
     assert training["loss"] == "loss ‖x̂ − x‖²/(N(σ² + 0.01²))"
     assert "loss ‖x̂ − x‖²/(N(σ² + 0.01²))" in training["phases"][0]
+
+
+def test_sigterm_saves_a_checkpoint_at_the_step_reached(image_folder, tmp_path):
+    out = tmp_path / "out"
+    args = _args(image_folder, out, 100000, "--checkpoint-every", "100000", "--recalibrate", "0")
+    proc = subprocess.Popen([sys.executable, "-m", "explorer.train", *args], stderr=subprocess.PIPE, text=True)
+    log = out / "training" / "tiny" / "log.jsonl"
+    deadline = time.monotonic() + 120
+    while not (log.is_file() and len(log.read_text().splitlines()) >= 5):  # a few steps, no checkpoint yet
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() is not None else "too slow"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    saved = json.loads((out / "training" / "tiny" / "state.json").read_text())["step"]
+    logged = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert 5 <= saved < 100000 and saved >= logged[-1]
+    assert explorer.load(out / "tiny.safetensors", device="cpu").card["training"]["steps"] == saved
