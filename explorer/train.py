@@ -166,13 +166,14 @@ def schedule_text(a: argparse.Namespace) -> str:
 def phase_settings(a: argparse.Namespace) -> str:
     """The noise, data augmentation and schedule of one training invocation, in words."""
     flips = "with" if augments(a) else "without"
+    loss = "" if a.loss_weight == "mse" else f"loss {loss_text(a)}, "
     return (f"σ {a.noise_dist} on [{a.sigma_min:g}, {a.sigma_max:g}], batch {a.batch} of {a.patch}-pixel patches "
-            f"{flips} flips/rotations, {loss_text(a)}{schedule_text(a)}")
+            f"{flips} flips/rotations, {loss}{schedule_text(a)}")
 
 
 def loss_text(a: argparse.Namespace) -> str:
-    """The objective in words when it is not the plain MSE (so the phases of MSE runs read as before)."""
-    return "" if a.loss_weight == "mse" else f"loss ‖x̂ − x‖²/(N(σ² + {a.loss_floor:g}²)), "
+    """The objective: ``mse``, or the relative loss as a formula (the phases of MSE runs name no loss, as before)."""
+    return "mse" if a.loss_weight == "mse" else f"‖x̂ − x‖²/(N(σ² + {a.loss_floor:g}²))"
 
 
 def phase_texts(phases: list[dict[str, Any]], step: int) -> list[str]:
@@ -232,7 +233,7 @@ class Trainer:
                 "noise": {"distribution": a.noise_dist, "sigma_min": a.sigma_min, "sigma_max": a.sigma_max, "units": "[0,1] image range"},
                 "patch": a.patch,
                 "augment": augments(a),
-                "loss": "mse" if a.loss_weight == "mse" else loss_text(a).rstrip(", "),
+                "loss": loss_text(a),
                 "batch": a.batch,
                 "optimizer": schedule_text(a),
                 "steps": self.step,

@@ -179,7 +179,7 @@ def test_training_on_the_relative_loss_reduces_it_and_the_card_says_which_loss(i
     assert last < 0.7 * first
     assert first > 0.3  # relative units (≈1 for the identity map), not squared error in [0,1] units
     training = json.loads((out / "tiny.json").read_text())["training"]
-    assert training["loss"] == "loss ‖x̂ − x‖²/(N(σ² + 0.01²))"
+    assert training["loss"] == "‖x̂ − x‖²/(N(σ² + 0.01²))"
     assert "loss ‖x̂ − x‖²/(N(σ² + 0.01²))" in training["phases"][0]
 
 
