@@ -1,33 +1,21 @@
 """Built-in test sets for benchmarks, made on demand so that any process can make image i by itself.
 
-- ``mnist``: the last 500 of the MNIST digits that ship (``$EXPLORER_MNIST``), padded to 32×32: the
-  digits the energy models hold out. (Only the 10 000 test digits ship, so models trained on all of
-  them, like ``bf-mnist``, have seen these.)
-- ``discs`` (40×40), ``calpha`` (40×40, α = 2) and ``dead-leaves`` (64×64): synthetic images drawn
-  with seed ``TEST_SEED + i``, a stream the training sets (seeds 0 upwards) never reach.
+- ``mnist``: the 500 held-out digits of :mod:`explorer.data.registry` (the last 500 that ship), padded
+  to 32×32. (``bf-mnist``'s first 48 000 steps trained on all 10 000 digits, so it has seen these.)
+- ``discs`` (40×40), ``calpha`` (40×40, α = 2) and ``dead-leaves`` (64×64): the registry's held-out
+  synthetic images, drawn with seed ``TEST_SEED + i``, a stream the training sets never reach.
 
 A name is written ``NAME`` or ``NAME:SIZE`` (synthetic sets only), e.g. ``discs:32``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
-from . import mnist, synthetic
+from .registry import MNIST_HELD_OUT, NAMES, TEST_SEED, dataset  # noqa: F401  (TEST_SEED re-exported)
 
-TEST_SEED = 10**6
-MNIST_HELD_OUT = 500
-DEFAULT_SIZES = {"discs": 40, "calpha": 40, "dead-leaves": 64}
 DEFAULT_COUNT = 100  # images of a synthetic set unless a limit says otherwise
-NAMES = ("mnist", *DEFAULT_SIZES)
-
-
-@lru_cache(maxsize=1)
-def _held_out_digits() -> np.ndarray:
-    digits = mnist.load_mnist(pad_to=32)
-    return digits[len(digits) - MNIST_HELD_OUT:]
 
 
 @dataclass(frozen=True)
@@ -43,17 +31,8 @@ class SetImage:
         return f"{self.dataset}-{self.size}/{self.index:04d}"
 
     def load(self) -> np.ndarray:
-        """The (size, size) float32 image in [0, 1]."""
-        seed = TEST_SEED + self.index
-        if self.dataset == "mnist":
-            return _held_out_digits()[self.index]
-        if self.dataset == "discs":
-            return synthetic.random_discs(1, self.size, seed=seed)[0]
-        if self.dataset == "calpha":
-            return synthetic.random_calpha(1, self.size, alpha=2.0, seed=seed)[0]
-        if self.dataset == "dead-leaves":
-            return synthetic.dead_leaves(self.size, seed=seed)
-        raise ValueError(f"unknown built-in test set {self.dataset!r}; choose from {', '.join(NAMES)}")
+        """The (size, size) float32 image in [0, 1]: held-out image ``index`` of the registered set."""
+        return dataset(self.dataset).test_image(self.index, self.size)
 
 
 def is_builtin_set(spec: str) -> bool:
@@ -73,7 +52,7 @@ def builtin_set(spec: str, count: int | None = None) -> tuple[str, list[SetImage
         size, available = 32, MNIST_HELD_OUT
     else:
         try:
-            size = int(size_text) if size_text else DEFAULT_SIZES[name]
+            size = int(size_text) if size_text else dataset(name).size
         except ValueError:
             raise ValueError(f"{spec!r}: the size after ':' must be an integer") from None
         if size < 9:

@@ -36,7 +36,7 @@ from PIL import Image, ImageDraw
 
 import explorer
 from explorer.data import BUILTIN_IMAGES, ImageFileError, builtin_image, load_image, square_resize
-from explorer.data.synthetic import calpha_image, dead_leaves, random_discs
+from explorer.data.registry import dataset
 
 hv.extension("bokeh", logo=False)
 
@@ -246,18 +246,16 @@ class ModelPicker(pn.viewable.Viewer):
 
 
 # ------------------------------------------------------------------------------------------ images in
-SYNTHETIC = ("dead leaves", "discs", "C^α contour")
+SYNTHETIC_SETS = {"dead leaves": "dead-leaves", "discs": "discs", "C^α contour": "calpha"}  # label → registry name
+SYNTHETIC = tuple(SYNTHETIC_SETS)
 
 
 def synthetic_image(kind: str, size: int, seed: int) -> np.ndarray:
-    """One synthetic test image (float32 (size, size) in [0, 1]) of ``kind`` in :data:`SYNTHETIC`."""
-    if kind == "dead leaves":
-        return dead_leaves(size, seed=seed).astype(np.float32)
-    if kind == "discs":
-        return random_discs(1, size, seed=seed)[0].astype(np.float32)
-    if kind == "C^α contour":
-        return calpha_image(size, alpha=1.0, seed=seed).astype(np.float32)
-    raise ValueError(f"unknown synthetic image {kind!r}; choose one of {SYNTHETIC}")
+    """One synthetic image (float32 (size, size) in [0, 1]) of ``kind`` in :data:`SYNTHETIC`: the generator of
+    the registered data set (:mod:`explorer.data.registry`, e.g. C^α with the training sets' α) at ``seed``."""
+    if kind not in SYNTHETIC_SETS:
+        raise ValueError(f"unknown synthetic image {kind!r}; choose one of {SYNTHETIC}")
+    return dataset(SYNTHETIC_SETS[kind]).make(1, size, seed)[0]
 
 
 def decode_upload(data: bytes, filename: str = "upload.png") -> np.ndarray:
