@@ -60,3 +60,17 @@ def test_synthetic_training_sets():
 def test_unknown_name_lists_the_registered_ones():
     with pytest.raises(ValueError, match="mnist, discs, calpha, dead-leaves"):
         registry.dataset("cifar")
+
+
+@pytest.mark.parametrize("n", [1, 10, 4750])
+def test_mnist_subsets_are_disjoint_reproducible_training_digits(n):
+    a, b = registry.mnist_subsets(n, seed=3)
+    assert len(a) == len(b) == n and not set(a) & set(b)
+    assert max(a.max(), b.max()) < 9500  # never a held-out digit
+    a2, b2 = registry.mnist_subsets(n, seed=3)
+    np.testing.assert_array_equal(a, a2) and np.testing.assert_array_equal(b, b2)
+    assert registry.indices_digest(a) == registry.indices_digest(a2[::-1]) != registry.indices_digest(b)
+    if n == 4750:
+        assert len(set(a) | set(b)) == 9500
+    with pytest.raises(ValueError, match="disjoint"):
+        registry.mnist_subsets(4751)

@@ -121,6 +121,26 @@ def mnist_held_out_digits() -> np.ndarray:
     return digits[mnist_split(len(digits))[1]]
 
 
+def mnist_subsets(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint sets A, B of ``n`` training-digit indices each (Kadkhodaie et al., ICLR 2024).
+
+    A random permutation π of the 9500 training indices (``numpy.random.default_rng(seed)``) gives
+    A = π[:n] and B = π[n:2n]; so for n = 4750, A ∪ B is the whole training split. Sorted index arrays.
+    """
+    train = mnist_split(10_000)[0]
+    if not 1 <= n <= len(train) // 2:
+        raise ValueError(f"subset size {n} must be in [1, {len(train) // 2}] for two disjoint subsets")
+    perm = np.random.default_rng(seed).permutation(train)
+    return np.sort(perm[:n]), np.sort(perm[n:2 * n])
+
+
+def indices_digest(indices: np.ndarray) -> str:
+    """sha256 of the comma-separated indices: a model card's short record of its training subset."""
+    import hashlib
+
+    return hashlib.sha256(",".join(str(int(i)) for i in np.sort(indices)).encode()).hexdigest()
+
+
 def is_held_out_digit(index: int, count: int = 10_000) -> bool:
     """Whether MNIST digit ``index`` (of ``count``) is one of the held-out digits."""
     return count - MNIST_HELD_OUT <= index < count
