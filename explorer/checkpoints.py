@@ -8,7 +8,9 @@ load) and ``NAME.json``, the model card::
      "sha256": "<hex digest of the weights file>", "training": {...}, "metrics": {...}}
 
 Catalog folders: the project's ``pretrained/`` and the user model folder (``$EXPLORER_MODELS``,
-default ``~/.cache/denoiser-explorer/models``).
+default ``~/.cache/denoiser-explorer/models``). Training writes into run folders under :func:`runs_dir`
+(``$EXPLORER_RUNS``, default ``~/.cache/denoiser-explorer/runs``), never into ``pretrained/``; a model
+enters ``pretrained/`` only through ``python -m explorer.publish``.
 """
 from __future__ import annotations
 
@@ -39,6 +41,18 @@ def user_models_dir() -> Path:
     """``$EXPLORER_MODELS`` or ``~/.cache/denoiser-explorer/models``."""
     env = os.environ.get("EXPLORER_MODELS")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "denoiser-explorer" / "models"
+
+
+def runs_dir() -> Path:
+    """``$EXPLORER_RUNS`` or ``~/.cache/denoiser-explorer/runs``: where training runs write (one folder per run)."""
+    env = os.environ.get("EXPLORER_RUNS")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "denoiser-explorer" / "runs"
+
+
+def is_inside(path: Path | str, folder: Path | str) -> bool:
+    """Whether ``path`` is ``folder`` or lies below it (both resolved, so ``..`` and links count)."""
+    path, folder = Path(path).expanduser().resolve(), Path(folder).expanduser().resolve()
+    return path == folder or folder in path.parents
 
 
 def model_dirs() -> list[Path]:

@@ -3,11 +3,14 @@
 Objective (least squares, which makes x̂ the MMSE estimate, hence Miyasawa's score identity):
     L(θ) = E_{x, σ, z} ‖x̂_θ(x + σz) − x‖² / N,   σ ~ U[σ_min, σ_max] (or √σ uniform with --noise-dist sqrt),
 or with ``--loss-weight relative`` each term divided by σ² + floor² (every noise level weighted by its gain).
+A registered ``--data`` name means the training images of :mod:`explorer.data.registry` (``mnist``: the
+9500 training digits, never the 500 held out); anything else is a folder.
 
-Every ``--checkpoint-every`` steps (and on Ctrl-C or SIGTERM, and at the end) it writes the model
-``OUT/NAME.safetensors`` + card ``OUT/NAME.json`` and the resumable training state
-``OUT/training/NAME/{optimizer.safetensors,state.json}`` (safetensors + JSON only, never pickles);
-``--resume`` continues from that state. A JSON-lines log goes to ``OUT/training/NAME/log.jsonl``.
+The loop, the run folder (default ``$EXPLORER_RUNS/NAME``; never inside ``pretrained/``), checkpoints
+(``OUT/NAME.safetensors`` + card ``OUT/NAME.json``, resumable state under ``OUT/training/NAME/``; safetensors
++ JSON, never pickles), ``--resume``, ``--init MODEL``, the schedule and the compute accounting are
+:mod:`explorer.training`'s; this module defines the objective, the model, validation and the card's fields.
+At the end the norm layers' statistics are re-averaged over ``--recalibrate`` batches.
 """
 from __future__ import annotations
 
@@ -15,23 +18,22 @@ import argparse
 import json
 import math
 import sys
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm import tqdm
 
-from .checkpoints import PRETRAINED_DIR, save_model
 from .data import load_folder
 from .data.patches import PatchSampler
 from .denoisers import BFNorm2d, build
-from .signals import sigterm_as_interrupt
-
+from .data.registry import NAMES, DataSet, dataset
+from .training import Training, add_common_arguments, complete_args, lr_at, phase_texts, run  # noqa: F401
+from .training import load_optimizer_tensors as _load_optimizer_tensors  # noqa: F401  (kept for old imports)
+from .training import optimizer_tensors as _optimizer_tensors  # noqa: F401
+from .training import schedule_text as _schedule_text
 
 def sample_sigmas(n: int, lo: float, hi: float, dist: str, gen: torch.Generator) -> torch.Tensor:
     """σ per image: uniform on [lo, hi], or with √σ uniform on [√lo, √hi] (more weight on small σ)."""
@@ -59,28 +61,17 @@ def denoising_loss(x_hat: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor, we
     raise ValueError(f"unknown loss weight {weight!r} (mse or relative)")
 
 
-def lr_at(step: int, total: int, lr: float, warmup: int = 200) -> float:
-    """Linear warm-up then cosine decay to 1% of ``lr`` at ``total`` steps."""
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    frac = min(1.0, (step - warmup) / max(1, total - warmup))
-    return lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * frac)))
+def registered_data(source: str) -> DataSet | None:
+    """The registry's data set named ``source`` (:mod:`explorer.data.registry`); None for a folder."""
+    return dataset(source) if source in NAMES and not Path(source).is_dir() else None
 
 
 def training_images(source: str, patch: int, seed: int) -> list[np.ndarray]:
-    """The images patches are cut from: a folder, or a synthetic / MNIST source by name."""
-    from .data import mnist, synthetic
-
-    n_synth = 4000
-    if source == "mnist":
-        return list(mnist.load_mnist(pad_to=32))
-    if source == "dead-leaves":
-        return [synthetic.dead_leaves(max(patch, 64), seed=seed + i) for i in range(n_synth // 8)]
-    if source == "discs":
-        return list(synthetic.random_discs(n_synth, patch, seed=seed))
-    if source == "calpha":
-        return list(synthetic.random_calpha(n_synth, patch, alpha=2.0, seed=seed))
-    return load_folder(source)
+    """The images patches are cut from: a registered data set's training images, or a folder's images."""
+    registered = registered_data(source)
+    if registered is None:
+        return load_folder(source)
+    return [np.array(im, dtype=np.float32) for im in registered.training_images(patch, seed)]  # writable copies
 
 
 def augments(a: argparse.Namespace) -> bool:
@@ -100,8 +91,9 @@ def build_model(args: argparse.Namespace):
     return build(args.arch, config)
 
 
-def validation_psnr(model, images: list[np.ndarray], sigma: float, seed: int = 0) -> float:
-    """Mean PSNR (dB, [0,1] range, output clamped) over ``images`` at noise ``sigma``, one fixed draw each."""
+def validation_psnr(model, images: list[np.ndarray], sigma: float, seed: int = 0, device: torch.device | str = "cpu") -> float:
+    """Mean PSNR (dB, [0,1] range, output clamped) over ``images`` at noise ``sigma``, one fixed draw each
+    (drawn on the CPU, so the same on every device)."""
     gen = torch.Generator().manual_seed(seed)
     model.eval()
     scores = []
@@ -109,28 +101,10 @@ def validation_psnr(model, images: list[np.ndarray], sigma: float, seed: int = 0
         for img in images:
             x = torch.from_numpy(img)[None, None]
             y = x + sigma * torch.randn(x.shape, generator=gen)
-            mse = torch.mean((model(y).clamp(0, 1) - x) ** 2).item()
+            mse = torch.mean((model(y.to(device)).clamp(0, 1) - x.to(device)) ** 2).item()
             scores.append(10 * math.log10(1.0 / mse))
     model.train()
     return float(np.mean(scores))
-
-
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    out = {}
-    for i, st in opt.state_dict()["state"].items():
-        for k, v in st.items():
-            out[f"{i}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
-    return out
-
-
-def _load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
-    sd = opt.state_dict()
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, v in tensors.items():
-        i, k = key.split(".", 1)
-        state.setdefault(int(i), {})[k] = v
-    sd["state"] = state
-    opt.load_state_dict(sd)
 
 
 @torch.no_grad()
@@ -159,8 +133,7 @@ def recalibrate_norms(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
 
 def schedule_text(a: argparse.Namespace) -> str:
     """The learning-rate schedule in words, for the model card."""
-    text = f"Adam, warm-up + cosine decay of lr {a.lr} over steps {a.restart_at}–{a.steps}"
-    return text + (f" (a warm restart of the schedule at step {a.restart_at})" if a.restart_at else "")
+    return _schedule_text(a.lr, a.restart_at, a.steps)
 
 
 def phase_settings(a: argparse.Namespace) -> str:
@@ -176,115 +149,29 @@ def loss_text(a: argparse.Namespace) -> str:
     return "mse" if a.loss_weight == "mse" else f"‖x̂ − x‖²/(N(σ² + {a.loss_floor:g}²))"
 
 
-def phase_texts(phases: list[dict[str, Any]], step: int) -> list[str]:
-    """The phases as the model card shows them, ``steps A–B: settings``: a phase ends where the next one
-    starts (the last at ``step``); empty phases are left out, hand-written ones kept as they are."""
-    ends = [p.get("start") for p in phases[1:]] + [step]
-    return [p["text"] if "text" in p else f"steps {p['start']}–{end}: {p['settings']}"
-            for p, end in zip(phases, ends) if "text" in p or end > p["start"]]
+class Trainer(Training):
+    """The denoiser's objective, model, validation and card on the shared loop of :class:`~explorer.training.Training`."""
 
+    program = "explorer.train"
+    legacy_seconds = "core"  # the 'seconds' of old states were process CPU time
 
-class Trainer:
-    """Holds model, optimizer, sampler and counters; saves/restores everything needed to resume."""
-
-    def __init__(self, args: argparse.Namespace):
-        self.args = args
-        self.out = Path(args.out)
-        self.state_dir = self.out / "training" / args.name
-        torch.manual_seed(args.seed)
-        self.model = build_model(args)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=args.lr)
-        self.images = training_images(args.data, args.patch, args.seed)
-        self.sampler = PatchSampler(self.images, args.patch, batch_size=args.batch, seed=args.seed, augment=augments(args))
-        self.gen = torch.Generator().manual_seed(args.seed + 1)
-        self.step = 0
-        self.seconds = 0.0  # CPU seconds (all threads) spent in training steps
-        self.history: list[dict[str, Any]] = []
+    def setup(self) -> None:
+        a = self.args
+        self.model = build_model(a)
+        self.images = training_images(a.data, a.patch, a.seed)
+        self.image_count = len(self.images)
+        self.sampler = PatchSampler(self.images, a.patch, batch_size=a.batch, seed=a.seed, augment=augments(a))
         self.recalibrated_at: int | None = None  # step at which the norm statistics were last re-averaged
         self.recalibrated_with: dict[str, int] | None = None  # the batches and crop size used then
-        self.phases: list[dict[str, Any]] = []  # {start, settings}, one per change of settings
-        self.val_images = [im[:128, :128] for im in load_folder(args.val)] if args.val else []
+        self.val_images = [im[:128, :128] for im in load_folder(a.val)] if a.val else []
 
-    # --- persistence
-    def save(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        save_file(_optimizer_tensors(self.opt), str(self.state_dir / "optimizer.safetensors"))
-        rng = {"noise_gen": self.gen.get_state(), "patch_gen": self.sampler.state_dict()["generator"]}
-        save_file(rng, str(self.state_dir / "rng.safetensors"))
-        state = {
-            "step": self.step,
-            "seconds": self.seconds,
-            "args": vars(self.args),
-            "history": self.history,
-            "recalibrated_at": self.recalibrated_at,
-            "recalibrated_with": self.recalibrated_with,
-            "phases": self.phases,
-        }
-        (self.state_dir / "state.json").write_text(json.dumps(state, indent=1) + "\n")
-        a = self.args
-        save_model(
-            self.model.eval(),
-            a.arch,
-            self.out,
-            a.name,
-            output="denoised",
-            training={
-                "data": a.data,
-                "noise": {"distribution": a.noise_dist, "sigma_min": a.sigma_min, "sigma_max": a.sigma_max, "units": "[0,1] image range"},
-                "patch": a.patch,
-                "augment": augments(a),
-                "loss": loss_text(a),
-                "batch": a.batch,
-                "optimizer": schedule_text(a),
-                "steps": self.step,
-                "cpu_hours": round(self.seconds / 3600, 3),
-                "seed": a.seed,
-                "command": "python -m explorer.train " + " ".join(sys.argv[1:]) if sys.argv[1:] else "",
-                "history": self.history,
-                "phases": phase_texts(self.phases, self.step),
-                "norm_statistics": (f"averaged over {self.recalibrated_with['batches']} batches of 8 noisy "
-                                    f"{self.recalibrated_with['patch']}-pixel crops "
-                                    f"(at most the image size) after step {self.recalibrated_at}"
-                                    if self.recalibrated_at is not None and self.recalibrated_with else "exponential average (momentum 0.1) of training batches"),
-            },
-            metrics={},
-        )
-        self.model.train()
+    def architecture(self) -> str:
+        return self.args.arch
 
-    def restore(self) -> None:
-        state = json.loads((self.state_dir / "state.json").read_text())
-        from .checkpoints import load_denoiser
+    def phase_settings(self) -> str:
+        return phase_settings(self.args)
 
-        model, _ = load_denoiser(self.out / f"{self.args.name}.json")
-        self.model.load_state_dict(model.state_dict())
-        _load_optimizer_tensors(self.opt, load_file(str(self.state_dir / "optimizer.safetensors")))
-        rng = load_file(str(self.state_dir / "rng.safetensors"))
-        self.gen.set_state(rng["noise_gen"])
-        self.sampler.load_state_dict({"generator": rng["patch_gen"]})
-        self.step, self.seconds, self.history = state["step"], state["seconds"], state["history"]
-        self.phases = state.get("phases") or self._legacy_phases(state)
-        self.recalibrated_at = state.get("recalibrated_at")
-        # states written before the settings were recorded used 128-pixel crops
-        self.recalibrated_with = state.get("recalibrated_with") or (
-            None if self.recalibrated_at is None else {"batches": self.args.recalibrate, "patch": min(128, *(min(im.shape[:2]) for im in self.images))})
-
-    def _legacy_phases(self, state: dict[str, Any]) -> list[dict[str, Any]]:
-        """Phases of a state saved before they were recorded: the card's own text, else its saved args."""
-        card = json.loads((self.out / f"{self.args.name}.json").read_text())
-        texts = card.get("training", {}).get("phases") or card.get("stages")
-        if texts:
-            return [{"text": t} for t in texts]
-        saved = argparse.Namespace(**{**vars(self.args), "augment": "on", "loss_weight": "mse",
-                                        **state.get("args", {})})  # flips always on and plain MSE then
-        return [{"start": 0, "settings": phase_settings(saved)}]
-
-    def begin_phase(self) -> None:
-        """Record this invocation's settings from the current step on (the last phase goes on if they match)."""
-        settings = phase_settings(self.args)
-        if not self.phases or self.phases[-1].get("settings") != settings:
-            self.phases.append({"start": self.step, "settings": settings})
-
-    # --- the loop
+    # --- the objective
     def noisy_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Clean patches x, their noise levels σ and y = x + σz, σ drawn per patch from the training distribution."""
         a = self.args
@@ -292,6 +179,25 @@ class Trainer:
         sigma = sample_sigmas(a.batch, a.sigma_min, a.sigma_max, a.noise_dist, self.gen).view(-1, 1, 1, 1)
         return x, sigma, x + sigma * torch.randn(x.shape, generator=self.gen)
 
+    def objective(self) -> tuple[torch.Tensor, dict[str, float]]:
+        """The denoising loss of one batch, and the batch PSNR (dB, from the plain MSE)."""
+        a = self.args
+        x, sigma, y = (t.to(self.device) for t in self.noisy_batch())
+        x_hat = self.model(y)
+        loss = denoising_loss(x_hat, x, sigma, a.loss_weight, a.loss_floor)
+        mse = torch.mean((x_hat.detach() - x) ** 2).item()
+        return loss, {"train_psnr": 10 * math.log10(1.0 / max(mse, 1e-12))}
+
+    def progress(self, values: dict[str, float]) -> dict[str, str]:
+        return {"loss": f"{values['loss']:.2e}", "psnr": f"{values['train_psnr']:.2f}"}
+
+    def evaluate(self) -> dict[str, Any] | None:
+        if not self.val_images:
+            return None
+        return {f"psnr_sigma{s:g}": round(validation_psnr(self.model, self.val_images, s / 255, device=self.device), 3)
+                for s in self.args.val_sigmas}
+
+    # --- the norm statistics
     def recalibration_patch(self) -> int:
         """``--recalibrate-patch`` (default: 128 for bias-free models, the training patch for the biased
         twins, whose BatchNorm means and variances depend on the crop size), at most the smallest image side."""
@@ -309,72 +215,62 @@ class Trainer:
         for _ in range(a.recalibrate):
             x = crops.sample(batch)
             sigma = sample_sigmas(batch, a.sigma_min, a.sigma_max, a.noise_dist, gen).view(-1, 1, 1, 1)
-            yield x + sigma * torch.randn(x.shape, generator=gen)
+            yield (x + sigma * torch.randn(x.shape, generator=gen)).to(self.device)
 
-    def train_step(self) -> tuple[float, float]:
-        """One Adam step; returns the objective and the batch PSNR (dB, from the plain MSE)."""
+    def finish(self) -> None:
+        """A finished run re-averages its norm statistics (once per setting)."""
         a = self.args
-        x, sigma, y = self.noisy_batch()
-        for g in self.opt.param_groups:
-            g["lr"] = lr_at(self.step - a.restart_at, a.steps - a.restart_at, a.lr)
-        x_hat = self.model(y)
-        loss = denoising_loss(x_hat, x, sigma, a.loss_weight, a.loss_floor)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        self.step += 1
-        mse = torch.mean((x_hat.detach() - x) ** 2).item()
-        return loss.item(), 10 * math.log10(1.0 / max(mse, 1e-12))
-
-    def run(self) -> None:
-        a = self.args
-        deadline = time.monotonic() + a.budget_minutes * 60 if a.budget_minutes else math.inf
-        self.begin_phase()
-        self.model.train()
-        bar = tqdm(total=a.steps, initial=self.step, desc=a.name, dynamic_ncols=True, disable=a.quiet)
-        log = (self.state_dir / "log.jsonl")
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            with sigterm_as_interrupt():
-                while self.step < a.steps and time.monotonic() < deadline:
-                    t0 = time.process_time()
-                    loss, p = self.train_step()
-                    self.seconds += time.process_time() - t0
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.2e}", psnr=f"{p:.2f}")
-                    if self.step % a.log_every == 0:
-                        with log.open("a") as f:
-                            f.write(json.dumps({"step": self.step, "loss": loss, "train_psnr": p, "seconds": round(self.seconds, 1)}) + "\n")
-                    if self.step % a.checkpoint_every == 0:
-                        self.checkpoint()
-        except KeyboardInterrupt:
-            bar.write("interrupted: saving a checkpoint")
-        finally:
-            bar.close()
         wanted = {"batches": a.recalibrate, "patch": self.recalibration_patch()}
         if self.step >= a.steps and a.recalibrate and (self.recalibrated_at, self.recalibrated_with) != (self.step, wanted):
             self.recalibrated_at, self.recalibrated_with = self.step, wanted
             recalibrate_norms(self.model, self.recalibration_batches())
             self.model.train()
-        self.checkpoint()
 
-    def checkpoint(self) -> None:
-        if self.val_images:
-            entry = {"step": self.step, "cpu_hours": round(self.seconds / 3600, 3)}
-            for s in self.args.val_sigmas:
-                entry[f"psnr_sigma{s:g}"] = round(validation_psnr(self.model, self.val_images, s / 255), 3)
-            if self.history and self.history[-1]["step"] == self.step:
-                self.history[-1] = entry  # e.g. re-validated after the norm statistics were re-averaged
-            else:
-                self.history.append(entry)
-        self.save()
+    # --- the card and the state
+    def card_fields(self) -> dict[str, Any]:
+        a = self.args
+        norms = (f"averaged over {self.recalibrated_with['batches']} batches of 8 noisy {self.recalibrated_with['patch']}-pixel "
+                 f"crops (at most the image size) after step {self.recalibrated_at}"
+                 if self.recalibrated_at is not None and self.recalibrated_with else "exponential average (momentum 0.1) of training batches")
+        return {"training": {
+            "data": a.data,
+            "noise": {"distribution": a.noise_dist, "sigma_min": a.sigma_min, "sigma_max": a.sigma_max, "units": "[0,1] image range"},
+            "patch": a.patch,
+            "augment": augments(a),
+            "loss": loss_text(a),
+            "batch": a.batch,
+            "optimizer": schedule_text(a),
+            **self.common_training(),
+            "norm_statistics": norms,
+        }}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"recalibrated_at": self.recalibrated_at, "recalibrated_with": self.recalibrated_with}
+
+    def restore_extra(self, state: dict[str, Any]) -> None:
+        self.recalibrated_at = state.get("recalibrated_at")
+        # states written before the settings were recorded used 128-pixel crops
+        self.recalibrated_with = state.get("recalibrated_with") or (
+            None if self.recalibrated_at is None else {"batches": self.args.recalibrate, "patch": min(128, *(min(im.shape[:2]) for im in self.images))})
+
+    def legacy_phases(self, state: dict[str, Any]) -> list[dict[str, Any]]:
+        """Phases of a state saved before they were recorded: the card's own text, else its saved args."""
+        card = json.loads((self.out / f"{self.args.name}.json").read_text())
+        texts = card.get("training", {}).get("phases") or card.get("stages")
+        if texts:
+            return [{"text": t} for t in texts]
+        saved = argparse.Namespace(**{**vars(self.args), "augment": "on", "loss_weight": "mse",
+                                        **state.get("args", {})})  # flips always on and plain MSE then
+        return [{"start": 0, "settings": phase_settings(saved)}]
+
+    def legacy_images(self, state: dict[str, Any]) -> int | None:
+        """Before the data-set registry, ``mnist`` meant all 10 000 digits (none held out)."""
+        return 10_000 if self.args.data == "mnist" else None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m explorer.train", description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="image folder, or one of: dead-leaves, discs, calpha, mnist")
-    p.add_argument("--name", required=True)
-    p.add_argument("--out", default=str(PRETRAINED_DIR))
     p.add_argument("--arch", default="unet", choices=["unet", "dncnn"])
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--depth", type=int, default=20, help="DnCNN convolutions")
@@ -391,14 +287,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the 8 flips/rotations of every patch (auto: on, except for mnist)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--patch", type=int, default=48)
-    p.add_argument("--steps", type=int, default=20000, help="total steps (the lr schedule spans them)")
-    p.add_argument("--budget-minutes", type=float, default=0.0, help="stop (with a checkpoint) after this wall time")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--restart-at", type=int, default=0,
-                   help="with --resume: restart the warm-up + cosine schedule (peak --lr) at this step, spanning to --steps")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint-every", type=int, default=500)
-    p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--val", default="", help="folder of validation images (center 128×128 crops), e.g. Set12")
     p.add_argument("--val-sigmas", type=lambda s: [float(v) for v in s.split(",")], default=[25.0, 50.0], help="8-bit units")
     p.add_argument("--recalibrate", type=int, default=100,
@@ -406,27 +294,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--recalibrate-patch", type=int, default=None,
                    help="crop size of the recalibration batches (default 128 for bias-free models, the training "
                         "patch for biased ones); resuming a finished run with other settings recalibrates again")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--quiet", action="store_true")
-    return p.parse_args(argv)
+    add_common_arguments(p, checkpoint_every=500, checkpoint_minutes=0.0)
+    return complete_args(p.parse_args(argv))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if not 0 <= args.restart_at < args.steps:
-        print(f"error: --restart-at {args.restart_at} must be in [0, --steps={args.steps})", file=sys.stderr)
-        return 2
-    trainer = Trainer(args)
-    if args.resume:
-        if not (trainer.state_dir / "state.json").is_file():
-            print(f"error: nothing to resume in {trainer.state_dir}", file=sys.stderr)
-            return 2
-        trainer.restore()
-    if args.restart_at > trainer.step:
-        print(f"error: --restart-at {args.restart_at} is after the saved step {trainer.step} (use --resume)", file=sys.stderr)
-        return 2
-    trainer.run()
-    return 0
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return run(Trainer, parse_args(argv), argv)
 
 
 if __name__ == "__main__":

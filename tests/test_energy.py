@@ -247,7 +247,8 @@ def test_training_cli_resumes_exactly(tmp_path):
     from explorer.train_energy import main
 
     common = ["--data", "discs", "--width", "4", "--levels", "2", "--convs-per-block", "1", "--embed", "8", "--heldout", "20",
-              "--batch", "4", "--patch", "16", "--steps", "4", "--log-every", "1", "--quiet", "--checkpoint-minutes", "0"]
+              "--batch", "4", "--patch", "16", "--steps", "4", "--log-every", "1", "--quiet", "--checkpoint-minutes", "0",
+              "--device", "cpu"]
     assert main([*common, "--name", "straight", "--out", str(tmp_path / "a")]) == 0
     assert main([*common, "--name", "split", "--out", str(tmp_path / "b"), "--budget-minutes", "1e-9"]) == 0  # stops at once
     assert main([*common, "--name", "split", "--out", str(tmp_path / "b"), "--resume"]) == 0
@@ -261,6 +262,53 @@ def test_training_cli_resumes_exactly(tmp_path):
         card["metrics"]["heldout_nll_nats"] / (256 * math.log(2)), rel=1e-3)
     log = (tmp_path / "b" / "training" / "split" / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in log] == [1, 2, 3, 4]
+    # wall and core hours, threads and device under names that say what they are; one phase
+    training = card["training"]
+    assert set(training["compute"]) == {"wall_hours", "core_hours", "threads", "device"} and "cpu_hours" not in training
+    assert all({"wall_hours", "core_hours"} <= set(e) and "cpu_hours" not in e for e in training["history"])
+    assert len(training["phases"]) == 1 and training["phases"][0].startswith("steps 0–4: dual objective")
+    assert training["heldout"] == 20 and card["energy"]["normalized_at"].endswith("on 20 held-out images")
+
+
+def _split(*extra):
+    from explorer.train_energy import parse_args, split_images
+
+    return split_images(parse_args(["--name", "n", "--patch", "16", *extra]))
+
+
+def test_held_out_images_are_the_registrys_each_once():
+    from explorer.data import registry
+
+    train, held = _split("--data", "discs", "--heldout", "20")
+    expected = torch.stack([torch.from_numpy(registry.dataset("discs").test_image(i, 16))[None] for i in range(20)])
+    torch.testing.assert_close(held, expected, rtol=0, atol=0)
+    assert len(torch.unique(held.flatten(1), dim=0)) == 20
+    assert len(train) == registry.SYNTHETIC_TRAINING_IMAGES
+    assert not any(np.array_equal(im, held[0, 0].numpy()) for im in train[:100])
+    if not registry.mnist.default_mnist_path().is_file():
+        pytest.skip("no MNIST digits here")
+    train, held = _split("--data", "mnist", "--patch", "32")
+    digits = torch.from_numpy(registry.mnist_held_out_digits())[:, None]
+    torch.testing.assert_close(held, digits, rtol=0, atol=0)  # the 500 held-out digits, in order, each once
+    assert len(torch.unique(held.flatten(1), dim=0)) == len(torch.unique(digits.flatten(1), dim=0))
+    assert len(train) == 10_000 - registry.MNIST_HELD_OUT
+    with pytest.raises(ValueError, match="holds out 500"):
+        _split("--data", "mnist", "--patch", "32", "--heldout", "501")
+
+
+def test_a_folder_holds_out_its_val_folder_or_its_last_images(tmp_path):
+    from PIL import Image
+
+    for name, count in (("data", 5), ("val", 2)):
+        (tmp_path / name).mkdir()
+        for i in range(count):
+            Image.fromarray(np.full((20, 24), 10 * i + (100 if name == "val" else 0), np.uint8)).save(tmp_path / name / f"{i}.png")
+    train, held = _split("--data", str(tmp_path / "data"), "--heldout", "2")
+    assert len(train) == 3 and held.shape == (2, 1, 16, 16)
+    torch.testing.assert_close(held[:, 0, 0, 0], torch.tensor([30, 40]) / 255.0)  # the last two, center-cropped
+    train, held = _split("--data", str(tmp_path / "data"), "--val", str(tmp_path / "val"))
+    assert len(train) == 5 and held.shape == (2, 1, 16, 16)
+    torch.testing.assert_close(held[:, 0, 0, 0], torch.tensor([100, 110]) / 255.0)
 
 
 # --------------------------------------------------------------------------- the score-only twin
@@ -287,7 +335,7 @@ def test_score_objective_trains_and_saves_a_loadable_score_model(tmp_path):
 
     common = ["--data", "discs", "--width", "4", "--levels", "2", "--convs-per-block", "1", "--embed", "8", "--heldout", "20",
               "--batch", "8", "--patch", "16", "--log-every", "1", "--quiet", "--checkpoint-minutes", "0", "--lr", "3e-3",
-              "--objective", "score", "--name", "score", "--out", str(tmp_path)]
+              "--objective", "score", "--name", "score", "--out", str(tmp_path), "--device", "cpu"]
     assert main([*common, "--steps", "1", "--checkpoint-every", "1"]) == 0
     first = json.loads((tmp_path / "score.json").read_text())["metrics"]["heldout_dsm"]
     assert main([*common, "--steps", "60", "--checkpoint-every", "60", "--resume"]) == 0

@@ -1,4 +1,5 @@
-"""The training CLI: loss goes down, checkpoints load, --resume continues from the saved step."""
+"""The training CLI: loss goes down, checkpoints load, --resume continues from the saved step; run folders
+outside pretrained/, --init from a model, the compute fields of the card."""
 from __future__ import annotations
 
 import json
@@ -11,9 +12,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 import explorer
-from explorer import train
+from explorer import checkpoints, train
+from explorer.data import registry
 
 
 @pytest.fixture
@@ -33,7 +36,7 @@ def _args(folder, out, steps, *extra):
     return [
         "--data", str(folder), "--name", "tiny", "--out", str(out), "--arch", "dncnn", "--depth", "4", "--width", "8",
         "--patch", "24", "--batch", "8", "--steps", str(steps), "--checkpoint-every", "20", "--lr", "3e-3",
-        "--sigma-min", "0.1", "--sigma-max", "0.2", "--quiet", "--log-every", "1", *extra,
+        "--sigma-min", "0.1", "--sigma-max", "0.2", "--quiet", "--log-every", "1", "--device", "cpu", *extra,
     ]
 
 
@@ -198,3 +201,122 @@ def test_sigterm_saves_a_checkpoint_at_the_step_reached(image_folder, tmp_path):
     logged = [json.loads(line)["step"] for line in log.read_text().splitlines()]
     assert 5 <= saved < 100000 and saved >= logged[-1]
     assert explorer.load(out / "tiny.safetensors", device="cpu").card["training"]["steps"] == saved
+
+
+# --------------------------------------------------------------------------- run folders, --init, compute
+def test_the_default_run_folder_is_under_explorer_runs_and_resume_finds_it(image_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPLORER_RUNS", str(tmp_path / "runs"))
+    args = [a for a in _args(image_folder, "unused", 10) if a not in ("--out", "unused")]
+    assert train.main(args) == 0
+    run = tmp_path / "runs" / "tiny"
+    assert (run / "tiny.safetensors").is_file() and (run / "training" / "tiny" / "state.json").is_file()
+    assert train.main([*args[:args.index("--steps") + 1], "20", *args[args.index("--steps") + 2:], "--resume"]) == 0
+    assert json.loads((run / "tiny.json").read_text())["training"]["steps"] == 20
+
+
+@pytest.mark.parametrize("out", [str(checkpoints.PRETRAINED_DIR), str(checkpoints.PRETRAINED_DIR / "runs" / "x"),
+                                 str(checkpoints.PRETRAINED_DIR / ".." / "pretrained")])
+def test_an_out_inside_pretrained_is_refused(image_folder, out, capsys):
+    before = sorted(p.name for p in checkpoints.PRETRAINED_DIR.iterdir())
+    assert train.main(_args(image_folder, out, 5)) == 2
+    err = capsys.readouterr().err
+    assert "inside" in err and "--init" in err and "explorer.publish" in err
+    assert sorted(p.name for p in checkpoints.PRETRAINED_DIR.iterdir()) == before
+
+
+def test_init_continues_a_models_steps_phases_and_compute_with_a_fresh_optimizer(image_folder, tmp_path, monkeypatch, capsys):
+    first = tmp_path / "first"
+    assert train.main(_args(image_folder, first, 20, "--recalibrate", "0", "--val", str(image_folder))) == 0
+    shipped = json.loads((first / "tiny.json").read_text())
+    models = tmp_path / "models"  # the user catalog folder: --init takes a catalog name
+    models.mkdir()
+    for suffix in (".json", ".safetensors"):
+        (models / f"tiny{suffix}").write_bytes((first / f"tiny{suffix}").read_bytes())
+    monkeypatch.setenv("EXPLORER_MODELS", str(models))
+    out = tmp_path / "tuned"
+    assert train.main(_args(image_folder, out, 30, "--init", "tiny", "--resume")) == 2
+    assert train.main(_args(image_folder, out, 20, "--init", "tiny")) == 2  # nothing left to train
+    assert train.main(_args(image_folder, out, 30, "--init", "tiny", "--width", "4")) == 2
+    err = capsys.readouterr().err
+    assert "give one of them" in err and "trained 20 steps already" in err and "give the flags of its card's command" in err
+    assert not out.exists()
+    assert train.main(_args(image_folder, out, 30, "--init", "tiny", "--recalibrate", "0", "--noise-dist", "sqrt",
+                            "--val", str(image_folder))) == 0
+    training = json.loads((out / "tiny.json").read_text())["training"]
+    assert training["steps"] == 30 and training["initialized_from"] == {"model": "tiny", "sha256": shipped["sha256"], "step": 20}
+    assert training["phases"][0] == shipped["training"]["phases"][0]
+    assert training["phases"][1].startswith("steps 20–30: σ sqrt") and "warm restart of the schedule at step 20" in training["phases"][1]
+    assert [e["step"] for e in training["history"]] == [20, 30]  # the model's history goes on
+    assert training["compute"]["core_hours"] >= shipped["training"]["compute"]["core_hours"]
+    adam = load_file(str(out / "training" / "tiny" / "optimizer.safetensors"))
+    assert adam["0.step"].item() == 10  # a fresh optimizer: 10 steps, not 30
+    assert not (models / "training").exists() and (models / "tiny.json").read_text() == json.dumps(shipped, indent=2) + "\n"
+
+
+def test_the_card_records_wall_and_core_hours_threads_and_device(image_folder, tmp_path):
+    out = tmp_path / "out"
+    assert train.main(_args(image_folder, out, 20, "--recalibrate", "0", "--val", str(image_folder), "--threads", "1")) == 0
+    training = json.loads((out / "tiny.json").read_text())["training"]
+    compute = training["compute"]
+    assert set(compute) == {"wall_hours", "core_hours", "threads", "device"} and "cpu_hours" not in training
+    assert compute["threads"] == 1 and compute["device"] == "cpu" and compute["wall_hours"] >= 0 and compute["core_hours"] >= 0
+    assert all({"wall_hours", "core_hours"} <= set(e) and "cpu_hours" not in e for e in training["history"])
+    log = [json.loads(line) for line in (out / "training" / "tiny" / "log.jsonl").read_text().splitlines()]
+    assert {"wall_seconds", "core_seconds"} <= set(log[-1]) and "seconds" not in log[-1]
+
+
+def test_a_state_of_the_old_code_resumes_and_its_cpu_seconds_count_as_core_hours(image_folder, tmp_path):
+    """States written before compute was split kept 'seconds' (process CPU time) and no phases' image counts."""
+    out = tmp_path / "out"
+    assert train.main(_args(image_folder, out, 20, "--recalibrate", "0", "--val", str(image_folder))) == 0
+    path = out / "training" / "tiny" / "state.json"
+    state = json.loads(path.read_text())
+    compute = state.pop("compute")
+    state["seconds"] = 7200.0
+    del state["init"], state["phases"][0]["images"]
+    state["history"] = [{"step": e["step"], "cpu_hours": 2.0, **{k: v for k, v in e.items() if k.startswith("psnr")}}
+                        for e in state["history"]]
+    path.write_text(json.dumps(state))
+    assert train.main(_args(image_folder, out, 30, "--recalibrate", "0", "--val", str(image_folder), "--resume")) == 0
+    training = json.loads((out / "tiny.json").read_text())["training"]
+    assert training["compute"]["wall_hours"] is None and "wall time not recorded before step 20" in training["compute"]["note"]
+    assert 2.0 <= training["compute"]["core_hours"] < 2.0 + compute["core_seconds"] / 3600 + 0.1
+    assert training["history"][0] == {"step": 20, "wall_hours": None, "core_hours": 2.0,
+                                      **{k: v for k, v in training["history"][0].items() if k.startswith("psnr")}}
+    assert [t[:11] for t in training["phases"]] == ["steps 0–20:", "steps 20–30"]  # --steps changed the schedule
+    assert not any("training images" in t for t in training["phases"])  # a folder's images are as they were
+
+
+def test_registered_data_sets_come_from_the_registry_and_a_folder_stays_a_folder(image_folder):
+    discs = train.training_images("discs", 16, 0)
+    assert len(discs) == registry.SYNTHETIC_TRAINING_IMAGES
+    np.testing.assert_array_equal(discs[7], registry.dataset("discs").training_images(16, 0)[7])
+    assert len(train.training_images(str(image_folder), 16, 0)) == 4
+    if registry.mnist.default_mnist_path().is_file():
+        assert len(train.training_images("mnist", 32, 0)) == 10_000 - registry.MNIST_HELD_OUT
+
+
+def test_an_unknown_or_missing_device_is_refused(image_folder, tmp_path, capsys):
+    assert train.main(_args(image_folder, tmp_path / "out", 5, "--device", "nonsense")) == 2
+    assert "--device nonsense" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert train.main(_args(image_folder, tmp_path / "out", 5, "--device", "cuda")) == 2
+        assert "not available" in capsys.readouterr().err
+
+
+def test_an_old_mnist_run_resumes_on_the_training_digits_and_its_phases_say_so(tmp_path):
+    """Before the registry, ``mnist`` meant all 10 000 digits; a resumed old run trains on the 9500 from then on."""
+    if not registry.mnist.default_mnist_path().is_file():
+        pytest.skip("no MNIST digits here")
+    args = ["--data", "mnist", "--name", "digits", "--out", str(tmp_path), "--arch", "dncnn", "--depth", "3", "--width", "4",
+            "--patch", "16", "--batch", "4", "--recalibrate", "0", "--quiet", "--device", "cpu", "--steps"]
+    assert train.main([*args, "5"]) == 0
+    path = tmp_path / "training" / "digits" / "state.json"
+    state = json.loads(path.read_text())
+    del state["phases"][0]["images"]  # as the old code wrote it
+    path.write_text(json.dumps(state))
+    assert train.main([*args, "5", "--resume"]) == 0  # nothing to train: the phases stay as they were
+    assert train.main([*args, "8", "--restart-at", "0", "--resume"]) == 0
+    phases = json.loads((tmp_path / "digits.json").read_text())["training"]["phases"]
+    assert phases[0].startswith("steps 0–5:") and phases[0].endswith(", 10000 training images")
+    assert phases[1].startswith("steps 5–8:") and phases[1].endswith(", 9500 training images")
