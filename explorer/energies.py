@@ -1,12 +1,26 @@
 """Energies (−log p) of every image of a data set under an energy model, cached on disk.
 
-    python -m explorer.energies MODEL --data DIR|builtin|mnist|patches:DIR --out FILE.{npz,json}
+    python -m explorer.energies MODEL --data DIR|builtin|mnist|mnist:held-out|mnist:training|patches:DIR --out FILE.{npz,json}
 
-For each image x: NLL(x) = U(x, t_min) + log Z in nats (the model's :meth:`nll`; a model not yet
-normalized gives the relative energy U(x, t_min), flagged ``normalized = False``), also in bits/dim
-and dB/dim (see :mod:`explorer.energy`). Around them: summary statistics, a histogram with a
-maximum-likelihood Gumbel fit, the images at chosen percentiles and the extremes, and reference
-energies of constant images at each gray level and of uniform-noise images.
+Which quantity (:class:`explorer.energy.NLLQuantity`, printed by the CLI and shown by the tool):
+
+- a model trained on dequantized b-bit data (its card says ``energy.dequantize_bits`` = b, e.g.
+  ``energy-mnist``, b = 8) gets the **discrete b-bit likelihood** −log P(x), the uniform-dequantization
+  bound E_u[−log p(x + u)] + b·d·ln 2 averaged over 8 seeded draws per image
+  (:func:`explorer.energy.discrete_nll`; bits/dim of it are the usual "bits/dim" of 8-bit data);
+- any other model (or ``--continuous``) gets the **continuous density** −log p(x) on [0,1]^d at the
+  image itself, NLL(x) = U(x, t_min) + log Z (the model's :meth:`nll`).
+
+A model not yet normalized gives the relative energy U(x, t_min), flagged ``normalized = False``.
+Values are nats per image, also in nats/dim, bits/dim and dB/dim (:func:`explorer.energy.in_unit`).
+Around them: summary statistics, a histogram with a maximum-likelihood Gumbel fit, the images at
+chosen percentiles and the extremes, and reference energies of constant images at each gray level
+and of uniform-noise images.
+
+MNIST (:mod:`explorer.data.registry`): ``mnist:held-out`` are the last 500 digits (never trained on),
+``mnist:training`` the first 9500 (which trained ``bf-mnist`` and ``energy-mnist``), ``mnist`` all
+10 000 (labelled as one or the other). The digits are zero-padded to 32×32, so d = 1024 per image
+(240 values always 0): bits/dim are per padded pixel, not comparable with 28×28 MNIST results.
 
 Cache: ``$EXPLORER_ENERGY_CACHE`` or ``~/.cache/denoiser-explorer/energies/<model sha>-<source hash>.npz``,
 the model sha over its weights (log Z included), the source hash over the data description. Each
@@ -38,29 +52,38 @@ import torch
 from scipy import optimize, stats
 from tqdm import tqdm
 
-from .data import builtin, files, mnist
-from .energy import bits_per_dim, db_per_dim
+from .data import builtin, files, mnist, registry
+from .energy import CONTINUOUS, DEFAULT_DRAWS, UNITS, NLLQuantity, in_unit, nll_quantity, nll_values
+from .handle import ModelHandle
 
 if TYPE_CHECKING:
     from distributed import Client
 
 EULER_GAMMA = 0.5772156649015329
 DEFAULT_PERCENTILES = (1.0, 5.0, 25.0, 50.0, 75.0, 95.0, 99.0)
-UNITS = ("nats", "nats/dim", "bits/dim", "dB/dim")
+MNIST_SOURCES = {"mnist": "all", "mnist:held-out": "held-out", "mnist:training": "training"}
+PADDED_MNIST_NOTE = ("d = 1024 values per image: the 28×28 digits zero-padded to 32×32 (240 values always 0), "
+                     "so bits/dim are per padded pixel, not comparable with 28×28 MNIST results")
+
+Target = torch.nn.Module | ModelHandle  # an energy model, or its handle (whose lock every call then takes)
 
 
 @dataclass
 class Item:
-    """One image of a data set: a cache key (changes when the file changes), a label, a loader."""
+    """One image of a data set: a cache key (changes when the file changes), a label, a loader, and the
+    quantity its −log p is computed as when the source description names one (:func:`items_for_source`)."""
 
     key: str
     label: str
     load: Callable[[], np.ndarray]
+    quantity: NLLQuantity | None = None
 
 
 @dataclass
 class EnergyReport:
-    """Energies of a data set; ``values`` in nats per image, ``dims`` = C·H·W of each image."""
+    """Energies of a data set; ``values`` in nats per image of ``quantity``, ``dims`` = C·H·W of each
+    image, ``draw_sd`` (nats) the standard deviation over the dequantization draws of each value
+    (discrete quantities; NaN otherwise)."""
 
     labels: list[str]
     values: np.ndarray
@@ -68,18 +91,20 @@ class EnergyReport:
     normalized: bool
     failures: list[tuple[str, str]] = field(default_factory=list)
     cached: int = 0
+    quantity: NLLQuantity = CONTINUOUS
+    draw_sd: np.ndarray | None = None
 
     def in_unit(self, unit: str = "bits/dim") -> np.ndarray:
-        """The energies in ``unit``: nats (per image), nats/dim, bits/dim or dB/dim."""
-        if unit == "nats":
-            return self.values
-        if unit == "nats/dim":
-            return self.values / self.dims
-        if unit == "bits/dim":
-            return np.asarray(bits_per_dim(self.values, self.dims))
-        if unit == "dB/dim":
-            return np.asarray(db_per_dim(self.values, self.dims))
-        raise ValueError(f"unknown unit {unit!r}; one of {UNITS}")
+        """The energies in ``unit``: nats (per image), nats/dim, bits/dim or dB/dim (:func:`explorer.energy.in_unit`)."""
+        return np.asarray(in_unit(np.asarray(self.values, dtype=np.float64), np.asarray(self.dims), unit), dtype=np.float64)
+
+    def mean_stderr(self, unit: str = "bits/dim") -> float:
+        """Standard error, in ``unit``, that the dequantization draws leave on the mean over the images
+        (√(Σ_i sd_i²/K)/N for K draws each, the draws independent between images); NaN when unknown."""
+        if not self.quantity.discrete or self.draw_sd is None or len(self.values) == 0:
+            return float("nan")
+        per_image = np.asarray(in_unit(np.asarray(self.draw_sd, np.float64), np.asarray(self.dims), unit)) / math.sqrt(self.quantity.draws)
+        return float(math.sqrt(float(np.sum(per_image**2))) / len(per_image))
 
 
 # --------------------------------------------------------------------------- sources
@@ -100,11 +125,27 @@ def builtin_items(size: int | None = None, gray: bool = True) -> list[Item]:
     return out
 
 
-def mnist_items(path: str | Path | None = None) -> list[Item]:
+def mnist_label(i: int, count: int) -> str:
+    """"held-out digit i" or "training digit i" (i the index among all ``count`` digits; the registry's split)."""
+    return f"{'held-out' if registry.is_held_out_digit(i, count) else 'training'} digit {i}"
+
+
+def mnist_items(path: str | Path | None = None, part: str = "all") -> list[Item]:
+    """The MNIST digits padded to 32×32: ``part`` "held-out" (the registry's last 500, each once),
+    "training" (the first 9500) or "all", each labelled by its split and its index among all digits."""
+    if part not in ("all", "held-out", "training"):
+        raise ValueError(f"part must be all, held-out or training, got {part!r}")
     p = Path(path) if path else mnist.default_mnist_path()
     digits = mnist.load_mnist(p, pad_to=32)
+    train, held = registry.mnist_split(len(digits))
+    idx = {"all": np.arange(len(digits)), "held-out": held, "training": train}[part]
     base = _file_key(p)
-    return [Item(f"{base}|{i}", f"mnist[{i}]", lambda i=i: digits[i]) for i in range(len(digits))]
+    return [Item(f"{base}|{i}", mnist_label(int(i), len(digits)), lambda i=int(i): digits[i]) for i in idx]
+
+
+def data_note(data: str) -> str | None:
+    """What a reader must know about the numbers of a data set (the padded MNIST digits' d), or None."""
+    return PADDED_MNIST_NOTE if data in MNIST_SOURCES else None
 
 
 def patch_items(folder: str | Path, size: int, per_image: int, gray: bool = True) -> list[Item]:
@@ -124,9 +165,10 @@ def patch_items(folder: str | Path, size: int, per_image: int, gray: bool = True
 
 
 def items_for(source: str, gray: bool = True, size: int | None = None, patch: int = 32, per_image: int = 16) -> list[Item]:
-    """``mnist``, ``builtin`` (optionally resized to ``size``), ``patches:DIR`` or a folder path."""
-    if source == "mnist":
-        return mnist_items()
+    """``mnist`` / ``mnist:held-out`` / ``mnist:training``, ``builtin`` (optionally resized to ``size``),
+    ``patches:DIR`` or a folder path."""
+    if source in MNIST_SOURCES:
+        return mnist_items(part=MNIST_SOURCES[source])
     if source == "builtin":
         return builtin_items(size, gray)
     if source.startswith("patches:"):
@@ -134,16 +176,35 @@ def items_for(source: str, gray: bool = True, size: int | None = None, patch: in
     return folder_items(source, gray)
 
 
-def source_spec(data: str, gray: bool = True, size: int | None = None, patch: int = 32, per_image: int = 16) -> str:
-    """The JSON description of a data set (the :func:`items_for` arguments): the cache's source id and
-    what Dask workers re-list the items from."""
-    return json.dumps({"data": data, "size": size, "patch": patch, "per_image": per_image, "gray": gray})
+def source_spec(data: str, gray: bool = True, size: int | None = None, patch: int = 32, per_image: int = 16,
+                quantity: NLLQuantity = CONTINUOUS) -> str:
+    """The JSON description of a data set (the :func:`items_for` arguments) and of the quantity computed
+    (named only when discrete): the cache's source id and what Dask workers re-list the items from."""
+    spec: dict[str, Any] = {"data": data, "size": size, "patch": patch, "per_image": per_image, "gray": gray}
+    if quantity.discrete:
+        spec["quantity"] = quantity.spec()
+    return json.dumps(spec)
+
+
+def quantity_of_source(source: str) -> NLLQuantity:
+    """The quantity a :func:`source_spec` description names (the continuous density when none, or for
+    a plain string)."""
+    try:
+        s = json.loads(source)
+    except ValueError:
+        return CONTINUOUS
+    q = s.get("quantity") if isinstance(s, dict) else None
+    return NLLQuantity(**q) if q else CONTINUOUS
 
 
 def items_for_source(source: str) -> list[Item]:
-    """The items of a :func:`source_spec` description."""
+    """The items of a :func:`source_spec` description (carrying its quantity)."""
     s = json.loads(source)
-    return items_for(s["data"], gray=s["gray"], size=s["size"], patch=s["patch"], per_image=s["per_image"])
+    items = items_for(s["data"], gray=s["gray"], size=s["size"], patch=s["patch"], per_image=s["per_image"])
+    q = quantity_of_source(source)
+    for it in items:
+        it.quantity = q
+    return items
 
 
 def absolute_source(source: str) -> str:
@@ -152,21 +213,26 @@ def absolute_source(source: str) -> str:
     Raises ValueError for a source that is not such a description."""
     try:
         s = json.loads(source)
-        if not isinstance(s, dict) or set(s) != {"data", "size", "patch", "per_image", "gray"}:
+        if not isinstance(s, dict) or set(s) - {"quantity"} != {"data", "size", "patch", "per_image", "gray"}:
             raise ValueError
     except ValueError:
         raise ValueError(f"distributed energies need a source_spec(...) description as source, got {source!r}") from None
     data = s["data"]
     if data.startswith("patches:"):
         s["data"] = "patches:" + str(Path(data.split(":", 1)[1]).resolve())
-    elif data not in ("mnist", "builtin"):
+    elif data not in (*MNIST_SOURCES, "builtin"):
         s["data"] = str(Path(data).resolve())
     return json.dumps(s)
 
 
 # --------------------------------------------------------------------------- the cache
-def model_fingerprint(model: torch.nn.Module) -> str:
+def _module(target: Target) -> torch.nn.Module:
+    return target.model if isinstance(target, ModelHandle) else target
+
+
+def model_fingerprint(model: Target) -> str:
     """sha256 over the names, shapes and bytes of the model's state dict (weights and buffers)."""
+    model = _module(model)
     h = hashlib.sha256(type(model).__name__.encode())
     for name, t in sorted(model.state_dict().items()):
         a = t.detach().to("cpu").contiguous()
@@ -180,28 +246,33 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "denoiser-explorer" / "energies"
 
 
-def cache_path(model: torch.nn.Module, source: str) -> Path:
-    src = hashlib.sha256(source.encode()).hexdigest()[:16]
+def cache_path(model: Target, source: str, quantity: NLLQuantity | None = None) -> Path:
+    """The cache file of a model (its weights) and a source (with the quantity, when discrete)."""
+    q = quantity_of_source(source) if quantity is None else quantity
+    key = source if q == quantity_of_source(source) else source + "|" + json.dumps(q.spec())
+    src = hashlib.sha256(key.encode()).hexdigest()[:16]
     return cache_dir() / f"{model_fingerprint(model)[:16]}-{src}.npz"
 
 
-def _read_cache(path: Path) -> dict[str, tuple[float, int]]:
-    """key → (nats, d) from a cache file; an unreadable cache is reported and ignored."""
+def _read_cache(path: Path) -> dict[str, tuple[float, int, float]]:
+    """key → (nats, d, draw sd) from a cache file; an unreadable cache is reported and ignored."""
     if not path.is_file():
         return {}
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: (float(v), int(d)) for k, v, d in zip(z["keys"].tolist(), z["values"], z["dims"])}
+            sds = z["draw_sd"] if "draw_sd" in z.files else np.full(len(z["values"]), np.nan)
+            return {k: (float(v), int(d), float(s)) for k, v, d, s in zip(z["keys"].tolist(), z["values"], z["dims"], sds)}
     except (OSError, ValueError, KeyError) as e:
         print(f"warning: ignoring unreadable energy cache {path} ({e})", file=sys.stderr)
         return {}
 
 
-def _write_cache(path: Path, entries: dict[str, tuple[float, int]]) -> None:
+def _write_cache(path: Path, entries: dict[str, tuple[float, int, float]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, keys=np.array(list(entries), dtype=str), values=np.array([v for v, _ in entries.values()], dtype=np.float64),
-             dims=np.array([d for _, d in entries.values()], dtype=np.int64))
+    vals = list(entries.values())
+    np.savez(tmp, keys=np.array(list(entries), dtype=str), values=np.array([e[0] for e in vals], dtype=np.float64),
+             dims=np.array([e[1] for e in vals], dtype=np.int64), draw_sd=np.array([e[2] for e in vals], dtype=np.float64))
     tmp.replace(path)
 
 
@@ -213,24 +284,57 @@ def _as_batch(images: Sequence[np.ndarray], channels: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, 1), dtype=np.float32))
 
 
-@torch.no_grad()
-def image_energies(model: torch.nn.Module, images: torch.Tensor, batch: int = 64) -> np.ndarray:
-    """NLL in nats of a (B, C, H, W) batch: ``model.nll`` if normalized, else U(x, t_min)."""
-    out = []
-    normalized = bool(torch.isfinite(model.log_z))
+def is_normalized(target: Target) -> bool:
+    return bool(torch.isfinite(_module(target).log_z))
+
+
+def nll_function(target: Target) -> Callable[[torch.Tensor], torch.Tensor]:
+    """x ↦ −log p(x) in nats per image (U(x, t_min) when not normalized). A :class:`ModelHandle` is
+    called through its methods, so each call holds the handle's lock; a bare model runs under no_grad."""
+    module = _module(target)
+    t_min = float(module.t_min)
+    if isinstance(target, ModelHandle):
+        return target.nll if is_normalized(target) else (lambda x: target.energy(x, t_min))
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return module.nll(x) if is_normalized(module) else module.energy(x, t_min)
+    return f
+
+
+def energies_and_spread(target: Target, images: torch.Tensor, batch: int = 64,
+                        quantity: NLLQuantity = CONTINUOUS) -> tuple[np.ndarray, np.ndarray]:
+    """(nats, draw sd) per image of a (B, C, H, W) batch in ``quantity`` (:func:`explorer.energy.nll_values`)."""
+    fn = nll_function(target)
+    vals, sds = [], []
     for chunk in images.split(batch):
-        out.append((model.nll(chunk) if normalized else model.energy(chunk, float(model.t_min))).double().cpu())
-    return torch.cat(out).numpy()
+        v, s = nll_values(fn, chunk, quantity)
+        vals.append(v)
+        sds.append(s)
+    return torch.cat(vals).numpy(), torch.cat(sds).numpy()
 
 
-Energies = dict[str, tuple[float, int]]
+def image_energies(target: Target, images: torch.Tensor, batch: int = 64, quantity: NLLQuantity = CONTINUOUS) -> np.ndarray:
+    """Nats per image of a (B, C, H, W) batch in ``quantity``: the model's ``nll`` if normalized, else
+    U(x, t_min); the discrete bound for a discrete quantity."""
+    return energies_and_spread(target, images, batch, quantity)[0]
+
+
+Energies = dict[str, tuple[float, int, float]]  # key → (nats, d, sd over the dequantization draws)
 Failures = list[tuple[str, str]]
 
 
-def energies_of(model: torch.nn.Module, items: Sequence[Item], batch: int = 64, progress: bool = True) -> tuple[Energies, Failures]:
-    """key → (nats, d) of every usable item, and (label, reason) of the others.
+def energies_of(model: Target, items: Sequence[Item], batch: int = 64, progress: bool = True,
+                quantity: NLLQuantity | None = None) -> tuple[Energies, Failures]:
+    """key → (nats, d, draw sd) of every usable item, and (label, reason) of the others.
 
-    Items are loaded, grouped by shape and run through the model ``batch`` at a time."""
+    Items are loaded, grouped by shape and run through the model ``batch`` at a time. ``quantity``
+    defaults to the one the items carry (:func:`items_for_source`), else the continuous density."""
+    if quantity is None:
+        carried = {it.quantity for it in items if it.quantity is not None}
+        if len(carried) > 1:
+            raise ValueError(f"items of different quantities: {sorted(q.spec() for q in carried)}")
+        quantity = carried.pop() if carried else CONTINUOUS
     fresh: Energies = {}
     failures: Failures = []
     groups: dict[tuple[int, ...], list[tuple[Item, np.ndarray]]] = {}
@@ -245,17 +349,18 @@ def energies_of(model: torch.nn.Module, items: Sequence[Item], batch: int = 64, 
         groups.setdefault(img.shape, []).append((it, img))
     bar = tqdm(total=sum(len(m) for m in groups.values()), desc="energies", disable=not progress or not groups)
     for shape, members in groups.items():
-        d = int(np.prod(shape)) * (model.channels if len(shape) == 2 else 1)
+        channels = _module(model).channels
+        d = int(np.prod(shape)) * (channels if len(shape) == 2 else 1)
         for start in range(0, len(members), batch):
             part = members[start:start + batch]
             try:
-                e = image_energies(model, _as_batch([im for _, im in part], model.channels), batch)
+                e, sd = energies_and_spread(model, _as_batch([im for _, im in part], channels), batch, quantity)
             except (ValueError, RuntimeError) as err:
                 failures += [(it.label, f"{shape}: {err}") for it, _ in part]
             else:
-                for (it, _), v in zip(part, e):
+                for (it, _), v, s in zip(part, e, sd):
                     if math.isfinite(v):
-                        fresh[it.key] = (float(v), d)
+                        fresh[it.key] = (float(v), d, float(s))
                     else:
                         failures.append((it.label, "non-finite energy"))
             bar.update(len(part))
@@ -264,7 +369,7 @@ def energies_of(model: torch.nn.Module, items: Sequence[Item], batch: int = 64, 
 
 
 def compute_energies(
-    model: torch.nn.Module,
+    model: Target,
     items: Sequence[Item],
     source: str,
     batch: int = 64,
@@ -272,20 +377,31 @@ def compute_energies(
     progress: bool = True,
     client: Client | None = None,
     model_ref: str | None = None,
+    quantity: NLLQuantity | None = None,
 ) -> EnergyReport:
     """Energies of ``items`` (cached per item); failures are collected and printed to stderr.
 
+    ``model`` is an energy model or its :class:`ModelHandle` (every model call then takes the handle's
+    lock: what the tools pass). ``quantity`` defaults to the one ``source`` names
+    (:func:`source_spec`), else the continuous density; the cache is per model, source and quantity.
     With a Dask ``client`` the uncached items are computed by its workers: ``model_ref`` is the name
     or path they load the model from (checked to have the same weights as ``model``) and ``source``
-    must be the :func:`source_spec` the items were listed from. The cache is written here either way.
+    must be the :func:`source_spec` the items were listed from (naming the quantity, which the workers
+    read from it). The cache is written here either way.
     """
-    model = model.eval()
-    cpath = cache_path(model, source)
+    if quantity is None:
+        quantity = quantity_of_source(source)
+    if isinstance(model, torch.nn.Module):
+        model = model.eval()
+    cpath = cache_path(model, source, quantity)
     cache = _read_cache(cpath) if use_cache else {}
     todo = [it for it in items if it.key not in cache]
     if client is None:
-        fresh, failures = energies_of(model, todo, batch, progress)
+        fresh, failures = energies_of(model, todo, batch, progress, quantity)
     else:
+        if quantity != quantity_of_source(source):
+            raise ValueError("distributed energies read the quantity from the source: pass "
+                             "source_spec(..., quantity=...) as source")
         if model_ref is None:
             raise ValueError("distributed energies need model_ref, the name or path workers load the model from")
         from .distributed import remote_energies
@@ -302,8 +418,9 @@ def compute_energies(
         _write_cache(cpath, known)
     good = [it for it in items if it.key in known]
     return EnergyReport([it.label for it in good], np.array([known[it.key][0] for it in good], dtype=np.float64),
-                        np.array([known[it.key][1] for it in good], dtype=np.int64), bool(torch.isfinite(model.log_z)),
-                        failures, cached=len(items) - len(todo))
+                        np.array([known[it.key][1] for it in good], dtype=np.int64), is_normalized(model),
+                        failures, cached=len(items) - len(todo), quantity=quantity,
+                        draw_sd=np.array([known[it.key][2] for it in good], dtype=np.float64))
 
 
 # --------------------------------------------------------------------------- statistics
@@ -376,31 +493,33 @@ def percentile_indices(values: np.ndarray, percentiles: Sequence[float] = DEFAUL
     return out
 
 
-@torch.no_grad()
-def reference_energies(model: torch.nn.Module, shape: tuple[int, int], levels: int = 11, noise_images: int = 8, seed: int = 0) -> dict[str, Any]:
-    """NLL (nats) of constant images at ``levels`` gray levels in [0, 1] and of U[0, 1] noise images."""
+def reference_energies(model: Target, shape: tuple[int, int], levels: int = 11, noise_images: int = 8, seed: int = 0,
+                       quantity: NLLQuantity = CONTINUOUS) -> dict[str, Any]:
+    """NLL (nats, in ``quantity``) of constant images at ``levels`` gray levels in [0, 1] and of U[0, 1] noise images."""
     h, w = shape
-    c = model.channels
+    c = _module(model).channels
     grays = np.linspace(0.0, 1.0, levels)
     const = torch.from_numpy(grays.astype(np.float32)).view(-1, 1, 1, 1).expand(levels, c, h, w).contiguous()
     noise = torch.rand(noise_images, c, h, w, generator=torch.Generator().manual_seed(seed))
-    e_const, e_noise = image_energies(model, const), image_energies(model, noise)
+    e_const, e_noise = image_energies(model, const, quantity=quantity), image_energies(model, noise, quantity=quantity)
     return {"shape": [c, h, w], "gray_levels": grays.tolist(), "constant": e_const.tolist(),
             "uniform_noise": e_noise.tolist(), "uniform_noise_mean": float(e_noise.mean())}
 
 
-def analyse(report: EnergyReport, model: torch.nn.Module, shape: tuple[int, int], unit: str = "bits/dim",
+def analyse(report: EnergyReport, model: Target, shape: tuple[int, int], unit: str = "bits/dim",
             percentiles: Sequence[float] = DEFAULT_PERCENTILES) -> dict[str, Any]:
     """Summary, histogram, Gumbel fit and percentile images (as labels) in ``unit``; references in nats and ``unit``."""
     v = report.in_unit(unit)
     idx = percentile_indices(v, percentiles)
-    refs = reference_energies(model, shape)
+    refs = reference_energies(model, shape, quantity=report.quantity)
     d = int(np.prod(refs["shape"]))
-    conv = (lambda e: EnergyReport([], np.asarray(e), np.full(len(e), d), report.normalized).in_unit(unit).tolist())
+    conv = (lambda e: np.asarray(in_unit(np.asarray(e, dtype=np.float64), d, unit)).tolist())
     return {
         "unit": unit,
+        "quantity": {**report.quantity.spec(), "name": report.quantity.short(), "description": report.quantity.describe()},
         "normalized": report.normalized,
         "summary": summary(v),
+        "mean_stderr_of_draws": report.mean_stderr(unit),
         "summary_nats": summary(report.values),
         "histogram": histogram(v),
         "gumbel": gumbel_fit(v) if len(v) >= 3 else None,
@@ -412,12 +531,35 @@ def analyse(report: EnergyReport, model: torch.nn.Module, shape: tuple[int, int]
 
 
 # --------------------------------------------------------------------------- CLI
+def heldout_metrics(result: dict[str, Any], command: str) -> dict[str, Any]:
+    """The card's held-out NLL entry from a CLI result (its mean in nats, bits/dim and dB/dim)."""
+    nats = np.asarray(result["nats"], dtype=np.float64)
+    dims = np.asarray(result["dims"], dtype=np.int64)
+    rep = EnergyReport(result["labels"], nats, dims, result["normalized"], quantity=NLLQuantity(**{
+        k: result["quantity"][k] for k in ("bits", "draws", "seed")}), draw_sd=np.asarray(result["draw_sd"], dtype=np.float64))
+    d = sorted(set(dims.tolist()))
+    entry = {"command": command, "data": result["data"], "images": int(len(nats)), "dims": d[0] if len(d) == 1 else d,
+             "quantity": result["quantity"]["description"], "draws": result["quantity"]["draws"],
+             "seed": result["quantity"]["seed"], "mean_nats": round(float(nats.mean()), 3)}
+    for unit, key in (("bits/dim", "bits_per_dim"), ("dB/dim", "db_per_dim")):
+        entry[f"mean_{key}"] = round(float(rep.in_unit(unit).mean()), 5)
+        entry[f"stderr_{key}_draws"] = round(rep.mean_stderr(unit), 6)
+        entry[f"std_{key}_images"] = round(float(rep.in_unit(unit).std(ddof=1)), 5)
+    if result.get("note"):
+        entry["note"] = result["note"]
+    return entry
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m explorer.energies", description=__doc__.splitlines()[0])
     p.add_argument("model", help="catalog name or path to a model card / .safetensors")
-    p.add_argument("--data", required=True, help="image folder, builtin, mnist, or patches:DIR")
+    p.add_argument("--data", required=True, help="image folder, builtin, mnist, mnist:held-out, mnist:training, or patches:DIR")
     p.add_argument("--out", required=True, help="FILE.json (report with every energy) or FILE.npz (arrays + percentile images + report)")
     p.add_argument("--unit", default="bits/dim", choices=UNITS)
+    p.add_argument("--count", type=int, default=None, help="use the first N images of the data set")
+    p.add_argument("--continuous", action="store_true",
+                   help="the continuous density −log p(x) at the images even for a model trained on dequantized data")
+    p.add_argument("--draws", type=int, default=DEFAULT_DRAWS, help="dequantization draws per image (discrete likelihood)")
     p.add_argument("--size", type=int, default=None, help="builtin: resize to size×size")
     p.add_argument("--patch", type=int, default=32, help="patches: tile size")
     p.add_argument("--per-image", type=int, default=16, help="patches: tiles per image")
@@ -425,12 +567,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--write-card", action="store_true",
+                   help='store the mean in the model card: metrics["heldout_nll"] for --data mnist:held-out '
+                        '(and the card\'s headline held-out bits/dim), else metrics["nll " + DATA]')
     where = p.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="compute on a running Dask cluster (e.g. tcp://host:8786)")
     where.add_argument("--workers", type=int, metavar="N", help="compute on a local Dask cluster of N worker processes")
     args = p.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         p.error("--workers must be ≥ 1")
+    if args.draws < 1 or (args.count is not None and args.count < 1):
+        p.error("--draws and --count must be ≥ 1")
 
     from .checkpoints import load
 
@@ -439,24 +586,27 @@ def main(argv: list[str] | None = None) -> int:
     if not callable(getattr(model, "nll", None)):
         print(f"error: {handle.name} is not an energy model (no nll)", file=sys.stderr)
         return 2
+    quantity = CONTINUOUS if args.continuous else nll_quantity(handle.card, draws=args.draws)
     gray = model.channels == 1
-    items = items_for(args.data, gray=gray, size=args.size, patch=args.patch, per_image=args.per_image)
+    items = items_for(args.data, gray=gray, size=args.size, patch=args.patch, per_image=args.per_image)[:args.count]
     if not items:
         print(f"error: no images found in {args.data}", file=sys.stderr)
         return 2
-    source = source_spec(args.data, gray, args.size, args.patch, args.per_image)
+    source = source_spec(args.data, gray, args.size, args.patch, args.per_image, quantity)
     from .distributed import client_for
 
     with client_for(args.scheduler, args.workers) as client:
-        report = compute_energies(model, items, source, args.batch, use_cache=not args.no_cache, progress=not args.quiet,
+        report = compute_energies(handle, items, source, args.batch, use_cache=not args.no_cache, progress=not args.quiet,
                                   client=client, model_ref=args.model)
     if len(report.values) == 0:
         print("error: every image failed", file=sys.stderr)
         return 1
     by_label = {it.label: it for it in items}
     first = np.asarray(by_label[report.labels[0]].load())
-    result = analyse(report, model, first.shape[:2], args.unit, args.percentiles)
-    result.update(model=handle.name, data=args.data, labels=report.labels, nats=report.values.tolist(), dims=report.dims.tolist())
+    result = analyse(report, handle, first.shape[:2], args.unit, args.percentiles)
+    note = data_note(args.data)
+    result.update(model=handle.name, data=args.data, labels=report.labels, nats=report.values.tolist(), dims=report.dims.tolist(),
+                  draw_sd=report.draw_sd.tolist() if report.draw_sd is not None else None, note=note)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npz":
@@ -471,9 +621,32 @@ def main(argv: list[str] | None = None) -> int:
     s, g = result["summary"], result["gumbel"]
     print(f"{handle.name} on {args.data}: {s['count']} images ({report.cached} cached, {len(report.failures)} skipped)"
           f"{'' if report.normalized else ' — model not normalized: relative energies U(x, t_min)'}")
-    print(f"  {args.unit}: mean {s['mean']:.4f}  std {s['std']:.4f}  min {s['min']:.4f}  median {s['median']:.4f}  max {s['max']:.4f}")
+    print(f"  quantity: {quantity.describe()}")
+    se = result["mean_stderr_of_draws"]
+    se_text = f" ± {se:.4f} (draws)" if math.isfinite(se) else ""
+    print(f"  {quantity.short()} in {args.unit}: mean {s['mean']:.4f}{se_text}  std {s['std']:.4f}  min {s['min']:.4f}  "
+          f"median {s['median']:.4f}  max {s['max']:.4f}")
     if g:
         print(f"  Gumbel ({g['side']}): loc {g['loc']:.4f}  scale {g['scale']:.4f}")
+    if note:
+        print(f"  note: {note}")
+    if args.write_card:
+        from .evaluate import write_card_metrics
+
+        command = "python -m explorer.energies " + " ".join(argv if argv is not None else sys.argv[1:])
+        entry = heldout_metrics(result, command)
+        key = "heldout_nll" if args.data == "mnist:held-out" else f"nll {args.data}"
+        write_card_metrics(handle.card["_card_path"], key, entry)
+        if key == "heldout_nll" and quantity.discrete:  # the card's headline figures are this measurement
+            card_path = Path(handle.card["_card_path"])
+            card = json.loads(card_path.read_text())
+            m = card["metrics"]
+            d = entry["dims"]
+            m["heldout_nll_nats"] = round(entry["mean_nats"] - d * quantity.bits * math.log(2.0), 3)
+            m["heldout_bits_per_dim"] = round(entry["mean_bits_per_dim"] - quantity.bits, 4)
+            m[f"heldout_bits_per_dim_{quantity.bits}bit"] = round(entry["mean_bits_per_dim"], 4)
+            card_path.write_text(json.dumps(card, indent=2) + "\n")
+        print(f"  wrote metrics[{key!r}] of {handle.card['_card_path']}")
     print(f"  wrote {out}")
     return 0
 

@@ -142,6 +142,18 @@ class ModelHandle:
             out = self.model.nll(t)
         return out.to(x.device) if isinstance(x, Tensor) else out.cpu()
 
+    def energy(self, y: ArrayOrTensor, t: float | Tensor) -> Tensor:
+        """U(y, t) in nats per image (up to the constant log Z), a (B,) tensor, for energy models
+        (a model not yet normalized has only this relative energy)."""
+        if not callable(getattr(self.model, "energy", None)):
+            raise TypeError(f"{self.name} ({type(self.model).__name__}) has no energy: energy needs an energy model")
+        tt = self.to_tensor(y)
+        if isinstance(t, Tensor):
+            t = t.to(self.device, self.dtype)
+        with self.lock, torch.no_grad():
+            out = self.model.energy(tt, t)
+        return out.to(y.device) if isinstance(y, Tensor) else out.cpu()
+
     def estimate_sigma(self, y: ArrayOrTensor, sigma: SigmaLike = None) -> Tensor:
         """σ̂ per image, σ̂² = ‖r(y)‖² / N with N = C·H·W (a (B,) tensor)."""
         r = self.residual(self.to_tensor(y), sigma)

@@ -4,7 +4,8 @@ The energy model denoises by x̂ = y − t∇_yU(y, t) (autograd through U = ½�
 score-only twin (``--objective score``, :class:`explorer.energy.ScoreUNet`) is the same network read
 directly as the score, x̂ = y − t·s_θ. Both are non-blind (told σ). Protocol of ``explorer.evaluate``:
 one noise draw per image and σ (seed 0), output clamped to [0, 1], PSNR and SSIM averaged over the
-images: the last ``--heldout`` digits of MNIST (padded to 32×32), which neither model trained on.
+images: the registry's 500 held-out MNIST digits (:func:`explorer.data.registry.mnist_held_out_digits`,
+the last 500, each once, padded to 32×32), which neither model trained on.
 
     python scripts/compare_energy_score.py energy-mnist score-mnist --sigma 0.05,0.1,0.2,0.4 --write-card
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 import explorer
-from explorer.data import mnist
+from explorer.data.registry import mnist_held_out_digits
 from explorer.evaluate import evaluate_models, format_table, relabel, write_card_metrics
 
 
@@ -23,15 +24,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("models", nargs="+", help="catalog names, e.g. energy-mnist score-mnist")
     p.add_argument("--sigma", default="0.05,0.1,0.2,0.4", help="noise levels in [0,1] units")
-    p.add_argument("--heldout", type=int, default=500, help="the last N digits (the training CLI's held-out split)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--write-card", action="store_true")
     args = p.parse_args()
     sigmas = [float(s) for s in args.sigma.split(",")]
-    images = list(mnist.load_mnist(pad_to=32))[-args.heldout:]
+    images = list(mnist_held_out_digits())
     handles = [explorer.load(name) for name in args.models]
     table = relabel(evaluate_models(handles, images, sigmas, seed=args.seed), 1.0)
-    print(format_table(table, f"PSNR (dB) / SSIM on the last {len(images)} MNIST digits (held out), σ in [0,1] units"))
+    print(format_table(table, f"PSNR (dB) / SSIM on the {len(images)} held-out MNIST digits, σ in [0,1] units"))
     if args.write_card:
         for h in handles:
             entry = {"sigma_scale": 1.0, "seed": args.seed, "images": len(images), "results": table[h.name],

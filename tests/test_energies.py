@@ -1,8 +1,10 @@
-"""Data-set energies: exact values on a known density, the per-file cache, bad files, statistics, the CLI."""
+"""Data-set energies: exact values on a known density, the per-file cache, bad files, statistics, the CLI, which
+likelihood is computed (the discrete 8-bit bound for a dequantized model), the registry's MNIST splits."""
 from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,18 +12,25 @@ import torch
 from PIL import Image
 from scipy import stats
 
-from explorer.checkpoints import save_model
+from explorer.checkpoints import load, save_model
 from explorer.energies import (
+    absolute_source,
     compute_energies,
+    data_note,
+    energies_of,
     folder_items,
     gumbel_fit,
     gumbel_pdf,
+    items_for,
+    items_for_source,
     main,
     percentile_indices,
+    quantity_of_source,
     reference_energies,
+    source_spec,
     summary,
 )
-from explorer.energy import EnergyUNet
+from explorer.energy import CONTINUOUS, DEFAULT_DRAWS, EnergyUNet, NLLQuantity, discrete_nll, nll_quantity
 
 torch.set_num_threads(1)
 
@@ -153,3 +162,96 @@ def test_the_cache_keeps_entries_of_items_outside_a_later_call(folder, tmp_path,
     both = compute_energies(model, items, "src", progress=False)
     assert first.cached == 0 and second.cached == 0 and both.cached == 4
     np.testing.assert_allclose(both.values, np.concatenate([first.values, second.values]))
+
+
+# --------------------------------------------------------------------------- which quantity, MNIST splits
+def dequantized_model_card(tmp_path) -> str:
+    """The Gaussian model saved with a card that says it was trained on 8-bit data + U(0, 2^-8) (like energy-mnist)."""
+    save_model(gaussian_energy_model(), "energy-unet", tmp_path / "models", "gauss-8bit",
+               energy={"dequantize_bits": 8, "log_z": 0.0})
+    return str(tmp_path / "models" / "gauss-8bit.json")
+
+
+def fake_mnist(tmp_path, monkeypatch, n: int = 510) -> np.ndarray:
+    """An IDX3 file of n random 28×28 digits at $EXPLORER_MNIST: 10 training digits, then the 500 held out."""
+    import struct
+
+    digits = np.random.default_rng(2).integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    path.write_bytes(struct.pack(">4I", 2051, n, 28, 28) + digits.tobytes())
+    monkeypatch.setenv("EXPLORER_MNIST", str(path))
+    return digits
+
+
+def test_mnist_sources_follow_the_registry_split(tmp_path, monkeypatch):
+    digits = fake_mnist(tmp_path, monkeypatch)
+    held, train, every = items_for("mnist:held-out"), items_for("mnist:training"), items_for("mnist")
+    assert len(held) == 500 and len(train) == 10 and len(every) == 510
+    assert held[0].label == "held-out digit 10" and held[-1].label == "held-out digit 509"
+    assert train[0].label == "training digit 0" and every[9].label == "training digit 9" and every[10].label == held[0].label
+    np.testing.assert_array_equal(held[0].load()[2:30, 2:30], digits[10] / np.float32(255))  # zero-padded to 32×32
+    assert held[0].load().shape == (32, 32) and held[0].key == every[10].key  # the same image, the same cache key
+    assert "not comparable with 28×28 MNIST" in data_note("mnist:held-out") and data_note("some/folder") is None
+
+
+def test_a_dequantized_model_gets_the_discrete_8bit_likelihood(folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EXPLORER_ENERGY_CACHE", str(tmp_path / "cache"))
+    (folder / "tall.png").unlink()
+    card = dequantized_model_card(tmp_path)
+    handle = load(card, device="cpu")
+    q = nll_quantity(handle.card)
+    assert q == NLLQuantity(8, DEFAULT_DRAWS, 0)
+    assert main([card, "--data", str(folder), "--out", str(tmp_path / "d.json"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "quantity: −log P(x) of the 8-bit image" in out and "−log P(x), 8-bit discrete in bits/dim: mean" in out
+    rep = json.loads((tmp_path / "d.json").read_text())
+    assert rep["quantity"]["bits"] == 8 and rep["quantity"]["draws"] == DEFAULT_DRAWS and rep["mean_stderr_of_draws"] > 0
+    # the numbers are the bound of explorer.energy.discrete_nll on the 8-bit images, not the density at them
+    items = [it for it in folder_items(folder) if it.label != "broken.png"]
+    x = torch.from_numpy(np.stack([it.load() for it in items]))[:, None]
+    bound = discrete_nll(handle.nll, x, 8, DEFAULT_DRAWS, 0).nats.numpy()
+    by_label = dict(zip(rep["labels"], rep["nats"]))
+    np.testing.assert_allclose([by_label[it.label] for it in items], bound, rtol=1e-12)
+    assert main([card, "--data", str(folder), "--out", str(tmp_path / "c.json"), "--quiet", "--continuous"]) == 0
+    out = capsys.readouterr().out
+    assert "(0 cached" in out and "the continuous density on [0,1]^d at the image itself" in out  # its own cache
+    cont = json.loads((tmp_path / "c.json").read_text())
+    assert cont["quantity"]["bits"] == 0
+    assert [dict(zip(cont["labels"], cont["nats"]))[it.label] for it in items] == pytest.approx(
+        [exact_nll(np.asarray(it.load())) for it in items], rel=1e-5)
+
+
+def test_quantity_travels_with_the_source_and_the_handle_gives_the_same_numbers(folder, tmp_path):
+    card = dequantized_model_card(tmp_path)
+    handle = load(card, device="cpu")
+    q = nll_quantity(handle.card)
+    src = source_spec(str(folder), quantity=q)
+    assert quantity_of_source(src) == q and quantity_of_source(source_spec(str(folder))) is CONTINUOUS
+    assert json.loads(absolute_source(src))["quantity"] == q.spec()
+    items = items_for_source(src)  # what a Dask worker lists: the items carry the quantity
+    assert all(it.quantity == q for it in items)
+    fresh, _ = energies_of(handle.model, items, progress=False)  # the worker's call: no quantity argument
+    local = compute_energies(handle, folder_items(folder), src, use_cache=False, progress=False)
+    assert local.quantity == q and np.isfinite(local.draw_sd).all()
+    np.testing.assert_allclose([fresh[k][0] for k in (it.key for it in folder_items(folder)) if k in fresh], local.values)
+    bare = compute_energies(handle.model, folder_items(folder), src, use_cache=False, progress=False)
+    np.testing.assert_allclose(bare.values, local.values, rtol=1e-12)
+    assert local.mean_stderr("bits/dim") == pytest.approx(
+        math.sqrt(np.sum((local.draw_sd / (local.dims * math.log(2))) ** 2 / DEFAULT_DRAWS)) / len(local.values))
+
+
+def test_write_card_records_the_held_out_nll_with_its_command(tmp_path, monkeypatch, capsys):
+    fake_mnist(tmp_path, monkeypatch)
+    monkeypatch.setenv("EXPLORER_ENERGY_CACHE", str(tmp_path / "cache"))
+    card = dequantized_model_card(tmp_path)
+    argv = [card, "--data", "mnist:held-out", "--count", "4", "--out", str(tmp_path / "h.json"), "--quiet", "--write-card"]
+    assert main(argv) == 0
+    assert "not comparable with 28×28 MNIST" in capsys.readouterr().out
+    metrics = json.loads(Path(card).read_text())["metrics"]
+    entry = metrics["heldout_nll"]
+    rep = json.loads((tmp_path / "h.json").read_text())
+    assert entry["command"] == "python -m explorer.energies " + " ".join(argv) and entry["images"] == 4
+    assert entry["mean_bits_per_dim"] == pytest.approx(rep["summary"]["mean"], abs=1e-5) and entry["dims"] == 1024
+    assert metrics["heldout_bits_per_dim_8bit"] == pytest.approx(entry["mean_bits_per_dim"], abs=1e-4)
+    assert metrics["heldout_bits_per_dim"] == pytest.approx(entry["mean_bits_per_dim"] - 8, abs=1e-4)
+    assert [lab.split()[0] for lab in rep["labels"]] == ["held-out"] * 4

@@ -11,15 +11,24 @@ import torch
 
 from explorer.checkpoints import load, save_model
 from explorer.energy import (
+    CONTINUOUS,
+    UNITS,
     EnergyDenoiser,
     EnergyUNet,
+    NLLQuantity,
     RadialEnergy,
     ScoreUNet,
     bits_per_dim,
     db_per_dim,
+    dequantization_noise,
+    discrete_nll,
     dual_score_loss,
     estimate_log_z,
+    in_unit,
+    nats_per_dim,
     nll_ode,
+    nll_quantity,
+    quantize,
     sample_log_t,
 )
 from explorer.handle import ModelHandle
@@ -67,6 +76,89 @@ def test_unit_conversions():
     assert bits_per_dim(nll, d) == pytest.approx(1.0)
     assert bits_per_dim(nll, d, discretization_bits=8) == pytest.approx(9.0)
     assert db_per_dim(d * math.log(10.0), d) == pytest.approx(10.0)  # p = 10^-d → 10 dB per dimension
+
+
+def test_unit_conversions_against_known_values():
+    """nats ↔ bits/dim ↔ dB/dim in one place: dB/dim = −10·log10(p)/d = 10·log10(e)·nats/d."""
+    d = 1024
+    one_bit = d * math.log(2.0)  # p = 2^-d
+    assert in_unit(one_bit, d, "nats") == one_bit
+    assert in_unit(one_bit, d, "nats/dim") == pytest.approx(0.6931471805599453, rel=1e-15)
+    assert in_unit(one_bit, d, "bits/dim") == pytest.approx(1.0, rel=1e-15)
+    assert in_unit(one_bit, d, "dB/dim") == pytest.approx(3.010299956639812, rel=1e-15)  # 10·log10(2)
+    assert in_unit(float(d), d, "dB/dim") == pytest.approx(4.342944819032518, rel=1e-15)  # 1 nat/dim = 10·log10(e)
+    assert in_unit(-2.5 * d, d, "nats/dim") == nats_per_dim(-2.5 * d, d) == -2.5
+    # energy-mnist's card figure: 1178.297 nats per padded 32×32 digit = 1.66008 bits/dim = 4.9973 dB/dim
+    assert in_unit(1178.297, 1024, "bits/dim") == pytest.approx(1.66008, abs=1e-5)
+    assert in_unit(1178.297, 1024, "dB/dim") == pytest.approx(4.99734, abs=1e-5)
+    t = in_unit(torch.tensor([one_bit, 2 * one_bit], dtype=torch.float64), d, "bits/dim")  # tensors and arrays too
+    torch.testing.assert_close(t, torch.tensor([1.0, 2.0], dtype=torch.float64))
+    np.testing.assert_allclose(in_unit(np.array([one_bit]), np.array([d]), "dB/dim"), [10 * math.log10(2)])
+    assert UNITS == ("nats", "nats/dim", "bits/dim", "dB/dim")
+    with pytest.raises(ValueError, match="unknown unit"):
+        in_unit(1.0, d, "bits")
+
+
+# --------------------------------------------------------------------------- discrete (8-bit) likelihoods
+def _grid_images(n: int, shape=(1, 4, 4), lo=110, hi=146, seed=0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(lo, hi, (n, *shape), generator=g).double() / 255
+
+
+def test_discrete_nll_of_the_uniform_density_is_exactly_8_bits():
+    """p = 1 on [0,1]^d puts mass 2^-8 in every 8-bit bin: −log2 P / d = 8 exactly, with no spread."""
+    x = _grid_images(3)
+    r = discrete_nll(lambda y: torch.zeros(y.shape[0], dtype=torch.float64), x, bits=8, draws=4)
+    d = x[0].numel()
+    torch.testing.assert_close(r.nats, torch.full((3,), d * 8 * math.log(2.0), dtype=torch.float64))
+    torch.testing.assert_close(bits_per_dim(r.nats, d), torch.full((3,), 8.0, dtype=torch.float64))
+    assert torch.all(r.draw_sd == 0) and torch.allclose(r.iw_nats, r.nats)
+
+
+def test_discrete_nll_bounds_the_exact_bin_probability_of_a_gaussian():
+    """x ~ N(m, s²I) per value: P(bin) = Π [Φ((x+δ−m)/s) − Φ((x−m)/s)] exactly, and the bound's expectation
+    E_u[−log p(x + u)] + d·8·ln 2 is known in closed form (E[(x+u−m)²] = (x−m)² + (x−m)δ + δ²/3)."""
+    from scipy import stats
+
+    m, s, delta = 0.5, 0.01, 2.0**-8  # a density narrow on the scale of a bin: the Jensen gap is visible
+    x = _grid_images(6)
+    d = x[0].numel()
+
+    def gauss_nll(y):
+        return ((y - m) ** 2).flatten(1).sum(1) / (2 * s**2) + d / 2 * math.log(2 * math.pi * s**2)
+
+    r = discrete_nll(gauss_nll, x, bits=8, draws=64, seed=1)
+    xv = x.flatten(1).numpy()
+    exact = -np.log(stats.norm.cdf((xv + delta - m) / s) - stats.norm.cdf((xv - m) / s)).sum(axis=1)
+    bound = (((xv - m) ** 2 + (xv - m) * delta + delta**2 / 3).sum(axis=1) / (2 * s**2)
+             + d / 2 * math.log(2 * math.pi * s**2) + d * 8 * math.log(2.0))
+    assert np.all(bound > exact + 0.01 * d)  # a bound (here 0.09–0.16 nats per value above −log P)
+    assert np.all(np.abs(r.nats.numpy() - bound) < 4 * r.stderr.numpy())  # the draws estimate it without bias
+    assert np.all(r.iw_nats.numpy() <= r.nats.numpy() + 1e-9)  # importance weighting is tighter
+    assert np.all(np.abs(r.iw_nats.numpy() - exact) < np.abs(r.nats.numpy() - exact) + 4 * r.stderr.numpy())
+
+
+def test_dequantization_draws_are_seeded_per_image():
+    x = _grid_images(4)
+    u = dequantization_noise(x, 8, draws=3, seed=0)
+    assert u.shape == (3, 4, 1, 4, 4) and float(u.min()) >= 0 and float(u.max()) < 2.0**-8
+    again = dequantization_noise(x[[2, 0]], 8, draws=3, seed=0)  # another batch, another order: same draws
+    torch.testing.assert_close(again[:, 0], u[:, 2])
+    torch.testing.assert_close(again[:, 1], u[:, 0])
+    assert not torch.allclose(u[:, 0], u[:, 1])  # different images, different draws
+    assert not torch.allclose(dequantization_noise(x, 8, 3, seed=1), u)
+    # an image off the 8-bit grid is first rounded to it (an 8-bit image is unchanged)
+    torch.testing.assert_close(quantize(x, 8), x)
+    torch.testing.assert_close(quantize(x + 0.3 / 255, 8), x)
+
+
+def test_the_quantity_follows_the_card():
+    assert nll_quantity({"energy": {"dequantize_bits": 8}}) == NLLQuantity(8, 8, 0)
+    assert nll_quantity({"energy": {"dequantize_bits": 0}}) is CONTINUOUS
+    assert nll_quantity({"name": "x"}) is CONTINUOUS and nll_quantity(None) is CONTINUOUS
+    q = nll_quantity({"energy": {"dequantize_bits": 8}}, draws=4)
+    assert q.discrete and "8-bit" in q.short() and "4 seeded draws" in q.describe()
+    assert "density on [0,1]^d" in CONTINUOUS.short() and not CONTINUOUS.discrete
 
 
 # --------------------------------------------------------------------------- model identities
@@ -238,6 +330,30 @@ def test_checkpoint_round_trip_keeps_log_z_and_t_range(tmp_path):
 def test_handle_nll_needs_an_energy_model(tiny_bf_cnn):
     with pytest.raises(TypeError, match="no normalized density"):
         ModelHandle(tiny_bf_cnn, device="cpu").nll(torch.rand(1, 1, 8, 8))
+    with pytest.raises(TypeError, match="no energy"):
+        ModelHandle(tiny_bf_cnn, device="cpu").energy(torch.rand(1, 1, 8, 8), 0.1)
+
+
+def test_handle_energy_and_nll_hold_the_lock():
+    import threading
+
+    model = tiny_unet()
+    handle = ModelHandle(model, device="cpu")
+    held = []
+    real = type(model).energy
+
+    def energy(self, y, t):
+        held.append(handle.lock._owner == threading.get_ident())
+        return real(self, y, t)
+
+    x = torch.rand(2, 1, 8, 8)
+    with torch.no_grad():
+        expected = model.energy(x, 0.01)
+    model.energy = energy.__get__(model)
+    torch.testing.assert_close(handle.energy(x, 0.01), expected)
+    model.log_z.fill_(1.0)
+    handle.nll(x)  # nll reads U(x, t_min) through the same method
+    assert held == [True, True]
 
 
 # --------------------------------------------------------------------------- the training CLI

@@ -2,12 +2,19 @@
 
 An energy network U_θ(y, t) (Guth, Kadkhodaie & Simoncelli, NeurIPS 2025; :mod:`explorer.energy`)
 gives the negative log-likelihood of a clean image, NLL(x) = U_θ(x, t_min) + log Z. This tool computes
-it for every image of a data set (MNIST test digits, patches of the built-in photographs, a folder) with
+it for every image of a data set (the MNIST held-out or training digits of :mod:`explorer.data.registry`,
+patches of the built-in photographs, a folder) with
 :func:`explorer.energies.compute_energies` on a worker thread, chunk by chunk (progress bar, Stop, an
 on-disk cache shared with ``python -m explorer.energies``), and shows the histogram in nats, nats/dim,
 bits/dim or dB/dim with its maximum-likelihood Gumbel fit, the energies of reference images (constant
 gray, uniform noise), the lowest- and highest-energy images, the images of a clicked bin, and where one
 chosen image (uploaded or built-in) falls.
+
+Which quantity is shown is the model card's (:func:`explorer.energy.nll_quantity`, named above the
+summary and on the axis): for a model trained on dequantized 8-bit data (``energy-mnist``) the discrete
+8-bit −log P(x), the uniform-dequantization bound over 8 seeded draws; otherwise the continuous density
+−log p(x) on [0,1]^d. Every model call goes through the model's :class:`explorer.handle.ModelHandle`
+(its lock serializes the sessions).
 """
 from __future__ import annotations
 
@@ -29,6 +36,7 @@ from PIL import Image, ImageDraw
 
 import explorer
 from explorer import energies
+from explorer.energy import CONTINUOUS, NLLQuantity, in_unit, nll_quantity
 from explorer.data import BUILTIN_IMAGES, ImageFileError, builtin_image, square_resize
 from explorer.data.builtin import SKIMAGE_DATA_DIR, builtin_path
 from explorer.data.mnist import default_mnist_path
@@ -52,7 +60,13 @@ from .common import (
 )
 from .filters_view import LatestTask
 
-DATASETS = ("MNIST test digits", "built-in photographs (patches)", "built-in photographs (resized)", "image folder")
+MNIST_HELD_OUT = "MNIST held-out digits (the last 500, never trained on)"
+MNIST_TRAINING = "MNIST training digits (the first 9500)"
+MNIST_ALL = "MNIST, all 10 000 digits (9500 training, then 500 held out)"
+MNIST_DATASETS = {MNIST_HELD_OUT: ("mnist:held-out", "MNIST held-out digits"),
+                  MNIST_TRAINING: ("mnist:training", "MNIST training digits"),
+                  MNIST_ALL: ("mnist", "MNIST digits (training and held out)")}
+DATASETS = (*MNIST_DATASETS, "built-in photographs (patches)", "built-in photographs (resized)", "image folder")
 UNITS = energies.UNITS
 DEFAULT_MODEL = "energy-mnist"
 CHUNK = 100  # images per compute_energies call (one progress step)
@@ -85,9 +99,19 @@ fixed once at a large noise level, where $p_T$ is nearly Gaussian, giving $\log 
 
 $$\mathrm{NLL}(x) = -\log p(x) = U_\theta(x, t_{\min}) + \log Z \quad \text{(nats per image)}.$$
 
+- **Which likelihood** (named above the summary and on the axis): a model trained on dequantized 8-bit images,
+  $x + u$ with $u \sim U[0, 2^{-8})^d$ (its card says so; `energy-mnist`), is shown as the **discrete 8-bit**
+  $-\log P(x)$, where $P(x) = \int_{[0,2^{-8})^d} p(x+u)\,du$ is the probability of the image's bin. By Jensen's inequality
+  $-\log P(x) \le \mathbb{E}_u[-\log p(x+u)] + 8\,d\ln 2$ (the uniform-dequantization bound), estimated by the mean over
+  8 seeded draws of $u$ per image ($\pm$ its standard error in the summary); in bits/dim it is directly comparable
+  with the "bits/dim" of other 8-bit models. Other models show the **continuous density** $-\log p(x)$ on $[0,1]^d$ at
+  the image itself, which can be negative (a density can exceed 1) and is not a discrete likelihood.
 - **Units**: per image in nats; per dimension ($d = C\cdot H\cdot W$ values) in nats/dim $= \mathrm{NLL}/d$,
-  bits/dim $= \mathrm{NLL}/(d\ln 2)$ or dB/dim $= 10\cdot\mathrm{NLL}/(d\ln 10)$. A density on $[0,1]^d$ can exceed 1, so
-  energies can be negative; for 8-bit images add 8 bits/dim to compare with discrete likelihoods.
+  bits/dim $= \mathrm{NLL}/(d\ln 2)$ or dB/dim $= 10\cdot\mathrm{NLL}/(d\ln 10)$ ($-10\log_{10}$ of the probability, per
+  dimension). MNIST digits are zero-padded to 32×32: $d = 1024$, of which 240 values are always 0, so their
+  bits/dim are per padded pixel and not comparable with results on 28×28 MNIST.
+- **MNIST**: the last 500 digits are **held out** (no model here trained on them); the first 9500 are the
+  **training digits** of `bf-mnist` and `energy-mnist`, so their energies are in-sample.
 - **Histogram**: how many images have each energy (click a bar to see its images). The curve is the
   maximum-likelihood **Gumbel** fit, $f(x) = \tfrac1\beta e^{-z - e^{-z}}$, $z = (x-\mu)/\beta$ (mirrored when the
   energies are skewed to the left), scaled to image counts.
@@ -151,14 +175,15 @@ def fit_to_shape(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def to_unit(nats: Any, dims: Any, unit: str) -> np.ndarray:
-    """Energies in nats per image → ``unit`` (the library's :meth:`EnergyReport.in_unit`)."""
+    """Energies in nats per image → ``unit`` (:func:`explorer.energy.in_unit`, the one conversion)."""
     v = np.atleast_1d(np.asarray(nats, dtype=np.float64))
     d = np.broadcast_to(np.asarray(dims, dtype=np.int64), v.shape)
-    return energies.EnergyReport([], v, np.asarray(d), True).in_unit(unit)
+    return np.asarray(in_unit(v, d, unit), dtype=np.float64)
 
 
-def axis_label(unit: str) -> str:
-    return "−log p(x) (nats per image)" if unit == "nats" else f"−log p(x) ({unit})"
+def axis_label(unit: str, quantity: NLLQuantity = CONTINUOUS) -> str:
+    """"−log p(x), density on [0,1]^d (bits/dim)" or "−log P(x), 8-bit discrete (bits/dim)"."""
+    return f"{quantity.short()} ({'nats per image' if unit == 'nats' else unit})"
 
 
 def bin_members(values: np.ndarray, edges: np.ndarray, i: int) -> np.ndarray:
@@ -214,6 +239,8 @@ class EnergyView(pn.viewable.Viewer):
         self.picker._select.name = "Energy model"
 
         self.report: energies.EnergyReport | None = None
+        self.quantity: NLLQuantity = CONTINUOUS
+        self.data_name = ""  # the items_for name of the data set computed
         self.items: list[energies.Item] = []
         self.shape: tuple[int, int] = (32, 32)
         self.references: dict[str, Any] | None = None
@@ -262,11 +289,12 @@ class EnergyView(pn.viewable.Viewer):
     def _source(self) -> tuple[str, dict[str, Any], str]:
         """(items_for data argument, its keyword arguments, a human label) of the chosen data set."""
         p = int(self.patch)
-        if self.dataset == DATASETS[0]:
-            return "mnist", {}, "MNIST test digits"
-        if self.dataset == DATASETS[1]:
+        if self.dataset in MNIST_DATASETS:
+            data, label = MNIST_DATASETS[self.dataset]
+            return data, {}, label
+        if self.dataset == "built-in photographs (patches)":
             return f"patches:{SKIMAGE_DATA_DIR}", dict(patch=p, per_image=16), f"{p}×{p} patches of the built-in photographs"
-        if self.dataset == DATASETS[2]:
+        if self.dataset == "built-in photographs (resized)":
             return "builtin", dict(size=p), f"built-in photographs resized to {p}×{p}"
         folder = os.path.expanduser(self.folder.strip())
         if self.folder_patches:
@@ -294,7 +322,8 @@ class EnergyView(pn.viewable.Viewer):
         self._run.disabled = True
         self._progress.value = 0
         self._status.object = "Listing the images…"
-        self.task.submit(dict(model=model, name=self.picker.model, data=data, kw=kw, label=label,
+        self.task.submit(dict(handle=handle, name=self.picker.model, data=data, kw=kw, label=label,
+                              quantity=nll_quantity(getattr(handle, "card", None)),
                               count=int(self.count), use_cache=bool(self.use_cache), dataset=self.dataset))
 
     def stop(self) -> None:
@@ -307,9 +336,10 @@ class EnergyView(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ computation (worker thread)
     @staticmethod
-    def list_items(data: str, kw: dict[str, Any], gray: bool = True) -> tuple[list[energies.Item], str]:
+    def list_items(data: str, kw: dict[str, Any], gray: bool = True,
+                   quantity: NLLQuantity = CONTINUOUS) -> tuple[list[energies.Item], str]:
         """Every item of a data set and its :func:`explorer.energies.source_spec` (raises DataSetError)."""
-        if data == "mnist":
+        if data in energies.MNIST_SOURCES:
             path = default_mnist_path()
             if not path.is_file():
                 raise DataSetError(f"MNIST is not available: {path} does not exist. Put the MNIST test images "
@@ -328,18 +358,18 @@ class EnergyView(pn.viewable.Viewer):
             items = [it for it in items if it.label.split("@")[0] in keep]
         if not items:
             raise DataSetError(f"No images found in {data}.")
-        source = energies.source_spec(data, gray, kw.get("size"), kw.get("patch", 32), kw.get("per_image", 16))
+        source = energies.source_spec(data, gray, kw.get("size"), kw.get("patch", 32), kw.get("per_image", 16), quantity)
         return items, source
 
     def _compute(self, req: dict[str, Any], stop: threading.Event, publish: Callable[[Any], None]) -> None:
         t0 = time.perf_counter()
-        model = req["model"]
-        items, source = self.list_items(req["data"], req["kw"], gray=model.channels == 1)
+        handle, quantity = req["handle"], req["quantity"]  # every model call below goes through the handle (its lock)
+        items, source = self.list_items(req["data"], req["kw"], gray=handle.channels == 1, quantity=quantity)
         selected = items[:req["count"]]
         use_cache = req["use_cache"]
         # Each compute_energies call rewrites the cache with the entries of the items it was given, so every
         # call also gets the already-cached items of this source (instant): nothing computed before is lost.
-        cached_keys = set(energies._read_cache(energies.cache_path(model, source))) if use_cache else set()
+        cached_keys = set(energies._read_cache(energies.cache_path(handle, source))) if use_cache else set()
         sel_keys = {it.key for it in selected}
         keep = [it for it in items if it.key in cached_keys and it.key not in sel_keys]
         done = [it for it in selected if it.key in cached_keys]
@@ -348,6 +378,7 @@ class EnergyView(pn.viewable.Viewer):
         good: list[energies.Item] = []
         nats: list[float] = []
         dims: list[int] = []
+        sds: list[float] = []
         failures: list[tuple[str, str]] = []
         failed: set[str] = set()
         publish(dict(kind="progress", done=n_cached, total=len(selected), cached=n_cached))
@@ -356,8 +387,8 @@ class EnergyView(pn.viewable.Viewer):
                 return
             part = todo[start:start + CHUNK]
             prefix = keep + done if use_cache else []
-            rep = energies.compute_energies(model, prefix + part, source, use_cache=use_cache, progress=False)
-            ok, v, d, bad = _match(part, rep, len(prefix))
+            rep = energies.compute_energies(handle, prefix + part, source, use_cache=use_cache, progress=False)
+            ok, v, d, sd, bad = _match(part, rep, len(prefix))
             failures += bad
             failed |= {it.key for it in part if it.key not in {g.key for g in ok}}
             if use_cache:
@@ -366,24 +397,26 @@ class EnergyView(pn.viewable.Viewer):
                 good += ok
                 nats += v
                 dims += d
+                sds += sd
             publish(dict(kind="progress", done=n_cached + start + len(part), total=len(selected), cached=n_cached))
         if stop.is_set():
             return
         if use_cache:  # every usable selected image is cached now: read them back in data-set order
             wanted = [it for it in selected if it.key not in failed]
-            rep = energies.compute_energies(model, wanted + keep, source, use_cache=True, progress=False)
-            good, nats, dims, bad = _match(wanted, rep, 0)
+            rep = energies.compute_energies(handle, wanted + keep, source, use_cache=True, progress=False)
+            good, nats, dims, sds, bad = _match(wanted, rep, 0)
             failures += bad
         if good:
             shape = _common_shape(good)
-            refs = energies.reference_energies(model, shape)
+            refs = energies.reference_energies(handle, shape, quantity=quantity)
         else:
             shape, refs = (32, 32), None
         report = energies.EnergyReport([it.label for it in good], np.asarray(nats, np.float64), np.asarray(dims, np.int64),
-                                       bool(torch.isfinite(model.log_z)), failures, cached=n_cached)
+                                       energies.is_normalized(handle), failures, cached=n_cached, quantity=quantity,
+                                       draw_sd=np.asarray(sds, np.float64))
         publish(dict(kind="result", report=report, items=good, shape=shape, references=refs, name=req["name"],
-                     label=req["label"], computed=len(todo), seconds=time.perf_counter() - t0, total=len(selected),
-                     log_z=float(model.log_z)))
+                     label=req["label"], data=req["data"], computed=len(todo), seconds=time.perf_counter() - t0,
+                     total=len(selected), log_z=float(handle.model.log_z)))
 
     def _on_error(self, e: BaseException) -> None:
         msg = str(e) if isinstance(e, DataSetError) else f"The computation failed: {type(e).__name__}: {e}"
@@ -407,6 +440,7 @@ class EnergyView(pn.viewable.Viewer):
         self.report, self.items, self.shape, self.references = report, msg["items"], msg["shape"], msg["references"]
         self.model_name, self.data_label, self.computed, self.seconds = msg["name"], msg["label"], msg["computed"], msg["seconds"]
         self.log_z = msg["log_z"]
+        self.quantity, self.data_name = report.quantity, msg["data"]
         self._progress.value = 100
         n = len(report.values)
         computed = max(0, msg["computed"] - len(report.failures))
@@ -528,7 +562,7 @@ class EnergyView(pn.viewable.Viewer):
         if v.size == 0:
             return None
         unit = self.unit
-        xlabel = axis_label(unit)
+        xlabel = axis_label(unit, self.quantity)
         edges, counts = self.edges(), self.counts()
         top = float(max(counts.max(), 1))
         hist = hv.Histogram((edges, counts), kdims=[xlabel], vdims=["images"], label="images").opts(
@@ -626,21 +660,33 @@ class EnergyView(pn.viewable.Viewer):
         right = "]" if i == len(e) - 2 else ")"
         self._bin_title.object = (f"#### Images in the selected bin [{fmt_number(e[i], 4)}, {fmt_number(e[i + 1], 4)}{right} "
                                   f"{unit}: {len(idx)} image{'s' if len(idx) != 1 else ''}{more}\n"
-                                  f"Each titled with its −log p(x) in {unit}.")
+                                  f"Each titled with its {self.quantity.short()} in {unit}.")
         self._bin_pane.object = self._tiles(shown, BIN_COLS)
 
-    def _show_summary(self) -> None:
+    def summary_stats(self) -> dict[str, float] | None:
+        """The summary shown (:func:`explorer.energies.summary` of the energies in ``unit``), with
+        ``mean_stderr``, the standard error the dequantization draws leave on the mean (NaN for a
+        continuous density); None before any energies."""
         v = self.values()
-        if v.size == 0:
+        if v.size == 0 or self.report is None:
+            return None
+        return {**energies.summary(v), "mean_stderr": self.report.mean_stderr(self.unit)}
+
+    def _show_summary(self) -> None:
+        s = self.summary_stats()
+        if s is None:
             self._summary.object = ""
             return
         unit = self.unit
         u = "nats per image" if unit == "nats" else unit
-        s, sn = energies.summary(v), energies.summary(self.report.values)
+        sn = energies.summary(self.report.values)
         rows = [("number of images", str(s["count"]), "")]
         for key, name in (("mean", "mean"), ("std", "standard deviation"), ("min", "minimum"),
                           ("median", "median"), ("max", "maximum")):
             rows.append((name, fmt_number(s[key], 4), fmt_number(sn[key], 4)))
+            if key == "mean" and math.isfinite(s["mean_stderr"]):
+                rows.append((f"± standard error of the mean ({self.quantity.draws} draws)", fmt_number(s["mean_stderr"], 2),
+                             fmt_number(self.report.mean_stderr("nats"), 2)))
         rows.append(("skewness (no unit)", fmt_number(s["skewness"], 3), fmt_number(sn["skewness"], 3)))
         g = self.gumbel()
         if g is not None:
@@ -652,14 +698,15 @@ class EnergyView(pn.viewable.Viewer):
         p = self.probe_value()
         if p is not None:
             rows.append((f"**{self.probe_label}**", f"**{fmt_number(p, 4)}**", fmt_number(self.probe_nats, 4)))
-        head = f"| −log p(x) | in {u} | in nats per image |\n|:--|--:|--:|\n"
+        head = f"| {self.quantity.short()} | in {u} | in nats per image |\n|:--|--:|--:|\n"
         body = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
         d = sorted(set(self.report.dims.tolist()))
         dims = f"d = {d[0]}" if len(d) == 1 else f"d ∈ {{{', '.join(map(str, d[:4]))}{'…' if len(d) > 4 else ''}}}"
         lz = self.log_z
         lz_text = f"log Z = {fmt_number(lz, 4)} nats" if math.isfinite(lz) else "log Z unknown (relative energies)"
-        self._summary.object = (f"#### Summary\n{head}{body}\n\n"
-                                f"<span style='color:#666'>{dims} values per image · {lz_text} · "
+        note = energies.data_note(self.data_name)
+        self._summary.object = (f"#### Summary\n**Shown:** {self.quantity.describe()}.\n\n{head}{body}\n\n"
+                                f"<span style='color:#666'>{note or dims + ' values per image'} · {lz_text} · "
                                 f"references: images of the data set's size {self.shape[0]}×{self.shape[1]}</span>")
 
     def _show_failures(self) -> None:
@@ -722,9 +769,9 @@ class EnergyView(pn.viewable.Viewer):
             return
         try:
             img = fit_to_shape(raw, self.shape)
-            model = handle.model
-            x = torch.from_numpy(np.repeat(img[None, None], model.channels, axis=1))
-            nats = float(energies.image_energies(model, x)[0])
+            x = torch.from_numpy(np.repeat(img[None, None], handle.channels, axis=1))
+            quantity = self.report.quantity if self.report is not None else nll_quantity(getattr(handle, "card", None))
+            nats = float(energies.image_energies(handle, x, quantity=quantity)[0])
         except Exception as e:
             self._upload_error(f"Could not compute the energy of {label!r}: {type(e).__name__}: {e}")
             return
@@ -744,7 +791,8 @@ class EnergyView(pn.viewable.Viewer):
         if v.size:
             frac = float(np.mean(v / self.report.dims < self.probe_nats / self.probe_image.size))
             rank = f"<br>{100 * frac:.1f} % of the data set has a lower energy (is more probable per dimension)"
-        self._probe_text.object = "−log p = " + " = ".join(parts) + f" (shown in {u}){rank}"
+        rounded = " (rounded to 8 bits)" if self.quantity.discrete else ""
+        self._probe_text.object = (f"{self.quantity.short()}{rounded} = " + " = ".join(parts) + f" (shown in {u}){rank}")
 
     # ------------------------------------------------------------------ downloads
     def _histogram_png(self, width: int = 960, height: int = 400) -> Image.Image:
@@ -802,7 +850,7 @@ class EnergyView(pn.viewable.Viewer):
             text = f"{t:.0f}"
             draw.line([(L - 4, py(t)), (L, py(t))], fill=(0, 0, 0))
             draw.text((L - 8 - draw.textlength(text, font=small), py(t) - 7), text, fill=(0, 0, 0), font=small)
-        xl = axis_label(self.unit).replace("−", "-")
+        xl = axis_label(self.unit, self.quantity).replace("−", "-")
         draw.text((L + (width - L - R - draw.textlength(xl, font=font)) / 2, height - 24), xl, fill=(0, 0, 0), font=font)
         draw.text((6, T - 22), "images", fill=(0, 0, 0), font=small)
         draw.text((L, 8), f"Energies of {v.size} {self.data_label} under {self.model_name}", fill=(0, 0, 0), font=font)
@@ -841,6 +889,8 @@ class EnergyView(pn.viewable.Viewer):
                           hist_counts=self.counts(), hist_edges=self.edges(), lowest=low, highest=high,
                           selected=self.selected_indices())
             params.update(normalized=r.normalized, cached=r.cached, failures=[list(f) for f in r.failures],
+                          quantity={**r.quantity.spec(), "description": r.quantity.describe()},
+                          mean_stderr_of_draws=r.mean_stderr(self.unit),
                           summary=energies.summary(self.values()) if self.values().size else None,
                           gumbel=self.gumbel(), references=self.references,
                           reference_markers=dict(self.reference_markers()))
@@ -850,8 +900,8 @@ class EnergyView(pn.viewable.Viewer):
         return npz_bytes(arrays, params)
 
     def _basename(self) -> str:
-        data = {"MNIST test digits": "mnist", "image folder": Path(self.folder or "folder").name}.get(
-            self.dataset, "builtin")
+        names = {k: v[0].replace(":", "-") for k, v in MNIST_DATASETS.items()}
+        data = {**names, "image folder": Path(self.folder or "folder").name}.get(self.dataset, "builtin")
         return f"energy_{self.model_name or 'model'}_{data}_{self.unit.replace('/', '-per-')}".replace(" ", "_")
 
     # ------------------------------------------------------------------ layout
@@ -914,21 +964,24 @@ class EnergyView(pn.viewable.Viewer):
 
 
 def _match(items: Sequence[energies.Item], rep: energies.EnergyReport, offset: int
-           ) -> tuple[list[energies.Item], list[float], list[int], list[tuple[str, str]]]:
-    """Pair ``items`` with the report entries from ``offset`` on (a report lists the usable items in order)."""
+           ) -> tuple[list[energies.Item], list[float], list[int], list[float], list[tuple[str, str]]]:
+    """Pair ``items`` with the report entries from ``offset`` on (a report lists the usable items in order):
+    (items, nats, dims, draw sds, failures)."""
     labels, vals, dims = rep.labels[offset:], rep.values[offset:], rep.dims[offset:]
+    spread = rep.draw_sd[offset:] if rep.draw_sd is not None else np.full(len(labels), np.nan)
     reasons = dict(rep.failures)
-    good, v, d, bad = [], [], [], []
+    good, v, d, sd, bad = [], [], [], [], []
     j = 0
     for it in items:
         if j < len(labels) and labels[j] == it.label:
             good.append(it)
             v.append(float(vals[j]))
             d.append(int(dims[j]))
+            sd.append(float(spread[j]))
             j += 1
         else:
             bad.append((it.label, reasons.get(it.label, "no energy")))
-    return good, v, d, bad
+    return good, v, d, sd, bad
 
 
 def _font(size: int) -> Any:

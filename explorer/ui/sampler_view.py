@@ -307,18 +307,31 @@ class SamplerView(pn.viewable.Viewer):
             return None
         return None
 
-    def energy_of_samples(self) -> list[float] | None:
-        """−log p(x̂) of each finished sample under :meth:`energy_model` (None without one)."""
+    def energy_of_samples(self) -> list[float | None] | None:
+        """−log p(x̂) of each finished sample under :meth:`energy_model` (None without one), the continuous
+        density on [0,1]^d in nats (samples are not 8-bit images). A chain that did not converge gets None:
+        a diverged chain's x̂ is far outside the data (its "energy" is a meaningless huge number) and one
+        stopped at the step limit is not a sample of the prior."""
         model = self.energy_model()
         if model is None or self.sampler is None:
             return None
         try:
             with torch.no_grad():
                 nll = model.nll(self.sampler.state.x_hat)
-            return [float(v) for v in torch.as_tensor(nll).flatten().tolist()]
+            values = [float(v) for v in torch.as_tensor(nll).flatten().tolist()]
         except Exception as e:
             notify(f"Energy model failed: {e}")
             return None
+        status = list(self.sampler.status)
+        return [v if j < len(status) and status[j] == "converged" and math.isfinite(v) else None
+                for j, v in enumerate(values)]
+
+    def energy_cell(self, j: int, status: str) -> str:
+        """The −log p(x̂) table cell of chain j: its energy, or a dash with the reason when it has none."""
+        v = self.energy[j] if self.energy and j < len(self.energy) else None
+        if v is not None:
+            return f"{v:.1f}"
+        return f"— (not converged: {status})" if status != "converged" else "—"
 
     # ------------------------------------------------------------------ display
     def _image_size_px(self) -> int:
@@ -447,14 +460,14 @@ class SamplerView(pn.viewable.Viewer):
         if running:
             self.controls.status = f"Running… step {state.t}"
         rows = ["| chain | σ_t (noise std) | γ_t (injected noise std) | status | steps |"
-                + (" −log p(x̂) (nats) |" if self.energy else ""),
+                + (" −log p(x̂) (nats, density on [0,1]^d; converged chains only) |" if self.energy else ""),
                 "|---|---|---|---|---|" + ("---|" if self.energy else "")]
         gam = state.gamma.detach().cpu().numpy()
         for j in range(len(sig)):
             row = f"| {j + 1} | {fmt_number(float(sig[j]))} | {fmt_number(float(gam[j]))} | {state.status[j]} | " \
                   f"{self._chain_steps(j)} |"
             if self.energy:
-                row += f" {self.energy[j]:.1f} |" if j < len(self.energy) else " — |"
+                row += f" {self.energy_cell(j, state.status[j])} |"
             rows.append(row)
         self._chain_table.object = "\n".join(rows)
 
@@ -517,8 +530,8 @@ class SamplerView(pn.viewable.Viewer):
             arrays = dict(y=st.y, x_hat=st.x_hat, t=np.asarray(self._hist_t), sigma=self._sigma_data()["sigma"],
                           h=np.asarray(self._hist_h), predicted_sigma=self._predicted()[1],
                           status=np.asarray(st.status))
-            if self.energy:
-                arrays["nll"] = np.asarray(self.energy)
+            if self.energy:  # NaN for the chains that did not converge (no energy)
+                arrays["nll"] = np.asarray([np.nan if v is None else v for v in self.energy], dtype=np.float64)
         return npz_bytes(arrays, self.run_params())
 
     def keep_samples(self) -> list:
@@ -534,7 +547,8 @@ class SamplerView(pn.viewable.Viewer):
         chains = [dict(steps=self._chain_steps(j) or t) for j in range(len(x_hat))]
         if self.energy:
             for c, nll in zip(chains, self.energy):
-                c["nll_nats"] = float(nll)
+                if nll is not None:  # no energy for a chain that did not converge
+                    c["nll_nats"] = float(nll)
         try:
             paths = keep_samples(x_hat, self.run_params(), chains)
         except (OSError, ValueError) as e:

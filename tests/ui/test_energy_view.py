@@ -86,7 +86,7 @@ def test_shown_energies_are_the_librarys(view, energy_model, folder):
     counts, edges = np.histogram(ref.in_unit("bits/dim"), bins="auto")
     np.testing.assert_array_equal(hist.dimension_values("images"), counts)
     np.testing.assert_allclose(hist.edges, edges)
-    assert hist.kdims[0].label == "−log p(x) (bits/dim)" and hist.vdims[0].label == "images"
+    assert hist.kdims[0].label == "−log p(x), density on [0,1]^d (bits/dim)" and hist.vdims[0].label == "images"
     # the Gumbel curve is the library's ML fit scaled to counts; references are labelled markers
     g = energies.gumbel_fit(ref.in_unit("bits/dim"))
     curve = layers(fig, hv.Curve)[0]
@@ -216,7 +216,7 @@ def test_cache_chunks_and_second_run(view, energy_model, folder, tmp_path, monke
 def test_missing_mnist_is_a_clear_message(energy_model, tmp_path, monkeypatch):
     monkeypatch.setenv("EXPLORER_MNIST", str(tmp_path / "nope" / "t10k-images-idx3-ubyte.gz"))
     v = EnergyView(model=NAME)
-    assert v.dataset == "MNIST test digits"
+    assert v.dataset == energy_view.MNIST_HELD_OUT
     assert v._alert.visible and "MNIST is not available" in v._alert.object and "EXPLORER_MNIST" in v._alert.object
     assert v.report is None
 
@@ -238,3 +238,73 @@ def test_downloads(view):
     params = json.loads(str(data["params"]))
     assert params["model"] == NAME and params["unit"] == "bits/dim" and params["failures"][0][0] == "broken.png"
     assert params["gumbel"]["scale"] > 0
+
+
+# --------------------------------------------------------------------------- units agree; the handle's lock
+def test_units_agree_between_the_cli_the_tool_and_the_training_log(folder, tmp_path, monkeypatch, capsys):
+    """The same 8-bit images under the same dequantized model (card: dequantize_bits = 8): the CLI's mean, the
+    tool's summary and the trainer's log formula, bits_per_dim(mean NLL of x + u, d, 8), give one number."""
+    from explorer.checkpoints import load, save_model
+    from explorer.energy import DEFAULT_DRAWS, bits_per_dim, dequantization_noise, quantize
+
+    torch.manual_seed(1)
+    model = EnergyUNet(channels=1, width=4, levels=2, convs_per_block=1, embed=8, t_min=1e-4, t_max=10.0)
+    with torch.no_grad():
+        model.head.weight.normal_(0, 0.3)
+        model.set_data_stats(torch.rand(32, 1, SIDE, SIDE))
+        model.log_z.fill_(-20.0)
+    save_model(model.eval(), "energy-unet", tmp_path / "models", "tiny-8bit",
+               energy={"log_z": -20.0, "t_min": 1e-4, "t_max": 10.0, "dequantize_bits": 8})  # as train_energy writes it
+    card = str(tmp_path / "models" / "tiny-8bit.json")
+    handle = load(card, device="cpu")
+    register_handle("tiny-8bit", handle)
+
+    assert energies.main([card, "--data", str(folder), "--out", str(tmp_path / "r.json"), "--quiet", "--no-cache"]) == 0
+    printed = capsys.readouterr().out
+    cli = json.loads((tmp_path / "r.json").read_text())["summary"]["mean"]
+    view = EnergyView(model="tiny-8bit", dataset="image folder", folder=str(folder), use_cache=False)
+    tool = view.summary_stats()["mean"]
+    # the trainer's log: heldout_bits_per_dim_8bit = bits_per_dim(mean of model.nll(x + u), d, 8)
+    x = torch.from_numpy(np.stack([it.load() for it in view.items]))[:, None]
+    u = dequantization_noise(quantize(x, 8), 8, DEFAULT_DRAWS)
+    with torch.no_grad():
+        nll = torch.stack([handle.model.nll(quantize(x, 8) + u[k]) for k in range(DEFAULT_DRAWS)]).double().mean().item()
+    trainer = bits_per_dim(nll, SIDE * SIDE, 8)
+    assert cli == pytest.approx(trainer, rel=1e-9) and tool == pytest.approx(trainer, rel=1e-9)
+    assert f"mean {trainer:.4f}" in printed and "8-bit discrete in bits/dim" in printed
+    assert f"| mean | {energy_view.fmt_number(trainer, 4)} |" in view._summary.object
+    assert "−log P(x), 8-bit discrete" in view._summary.object and "8 seeded draws" in view._summary.object
+    assert view.figure().opts.get().kwargs["xlabel"] == "−log P(x), 8-bit discrete (bits/dim)"
+    assert "standard error of the mean" in view._summary.object
+
+
+def test_every_model_call_of_the_tool_holds_the_handle_lock(energy_model, folder, monkeypatch):
+    import threading
+
+    from explorer.ui.common import get_handle
+
+    handle = get_handle(NAME)
+    calls = []
+    real_nll, real_energy = type(energy_model).nll, type(energy_model).energy
+
+    def watch(real):
+        def method(self, *a, **k):
+            calls.append(handle.lock._owner == threading.get_ident())
+            return real(self, *a, **k)
+        return method
+
+    monkeypatch.setattr(energy_model, "nll", watch(real_nll).__get__(energy_model))
+    monkeypatch.setattr(energy_model, "energy", watch(real_energy).__get__(energy_model))
+    view = EnergyView(model=NAME, dataset="image folder", folder=str(folder), use_cache=False)
+    view.probe = "camera"
+    assert view.report is not None and view.probe_nats is not None
+    assert len(calls) >= 3 and all(calls)  # the data set, the references, the probe: all under the lock
+
+
+def test_the_view_renders(view):
+    import panel as pn
+
+    pn.panel(view).get_root()  # the whole view renders to bokeh models
+    view.template()
+    assert energy_view.DATASETS[:3] == (energy_view.MNIST_HELD_OUT, energy_view.MNIST_TRAINING, energy_view.MNIST_ALL)
+    assert "held-out" in energy_view.MNIST_HELD_OUT and "training" in energy_view.MNIST_TRAINING

@@ -170,3 +170,38 @@ def test_bad_model_is_reported_not_raised(tiny_handle):
     v.step()  # harmless
     v.picker.model = "tiny-test"
     assert v.sampler is not None
+
+
+def test_a_diverged_chain_shows_no_energy(view, tiny_handle, monkeypatch):
+    """A chain that blows up gets no −log p (the table once showed −4 396 557 312 nats for one): a dash with
+    its status in the table, NaN in the NPZ, no nll_nats on the shelf; the converged chain keeps its energy."""
+    class Energy:
+        def nll(self, x):  # what an energy model says of a blown-up image: a huge meaningless number
+            return torch.tensor([-4396557312.0, 101.0])[: x.shape[0]]
+
+    denoise = tiny_handle.denoise
+    calls = []
+
+    def chain_0_blows_up(y, sigma=None):
+        out = denoise(y, sigma)
+        calls.append(len(out))
+        if len(calls) > 2 and len(out) == 2:  # both chains running: x̂ of chain 0 jumps far away, so its
+            out[0] += 1e3                     # next σ_t exceeds the divergence limit (10·σ₀)
+        return out
+
+    monkeypatch.setattr(tiny_handle, "denoise", chain_0_blows_up)
+    monkeypatch.setattr(view, "energy_model", lambda: Energy())
+    view.reset(archive=False)
+    view.play()
+    view.worker.join(60)
+    assert view.sampler.done and view.sampler.status == ["diverged", "converged"]
+    assert view.energy == [None, 101.0]
+    table = view._chain_table.object
+    assert "4396557312" not in table and "-4.4e+09" not in table.lower()
+    assert "— (not converged: diverged)" in table and "101.0" in table
+    z = np.load(io.BytesIO(view._npz().getvalue()))
+    assert np.isnan(z["nll"][0]) and z["nll"][1] == pytest.approx(101.0)
+    captured = {}
+    monkeypatch.setattr("explorer.ui.samples.keep_samples", lambda x, params, chains: captured.setdefault("c", chains) and [])
+    view.keep_samples()
+    assert "nll_nats" not in captured["c"][0] and captured["c"][1]["nll_nats"] == pytest.approx(101.0)
