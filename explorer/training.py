@@ -331,7 +331,7 @@ class Training:
         self.compute = Compute.from_card(training, self.legacy_seconds)
         self.history = [renamed_hours(e, self.legacy_seconds) for e in training.get("history") or [] if isinstance(e, dict)]
         texts = training.get("phases") or training.get("stages") or [
-            f"steps 0–{self.step}: the training of {card['name']} (its card lists no phases)"]
+            f"steps 0–{self.step}: {training.get('optimizer', 'training')} ({card['name']}'s card lists no phases)"]
         self.phases = [{"text": t} for t in texts] if self.step else []
         self.init = {"model": card["name"], "sha256": card["sha256"], "step": self.step}
 
