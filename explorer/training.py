@@ -81,8 +81,7 @@ def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.
 
 
 def generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A generator on ``device`` seeded with ``seed``."""
-    return torch.Generator(device=device).manual_seed(seed)
+    return torch.Generator(device=device).manual_seed(seed)  # a seeded generator on the device
 
 
 def device_name(device: torch.device) -> str:
@@ -375,7 +374,7 @@ class Training:
         every = a.checkpoint_minutes * 60 if a.checkpoint_minutes else math.inf
         next_save = time.monotonic() + every
         self.begin_phase()
-        self.compute.begin(torch.get_num_threads(), device_name(self.device))
+        label = device_name(self.device)
         self.model.train()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log = self.state_dir / "log.jsonl"
@@ -383,6 +382,7 @@ class Training:
         try:
             with sigterm_as_interrupt():
                 while self.step < a.steps and time.monotonic() < deadline:
+                    self.compute.begin(torch.get_num_threads(), label)  # recorded once a step runs
                     wall, core = time.perf_counter(), time.process_time()
                     values = self.train_step()
                     self.compute.wall += time.perf_counter() - wall
