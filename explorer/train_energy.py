@@ -24,6 +24,7 @@ and the card repeats them; resumable state under ``OUT/training/NAME/``, no pick
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from typing import Any
 
@@ -93,6 +94,8 @@ class EnergyTrainer(Training):
     def setup(self) -> None:
         a = self.args
         train, self.heldout = split_images(a)
+        self.heldout_sha256 = hashlib.sha256(self.heldout.numpy().tobytes()).hexdigest()
+        self.heldout_changed = False  # since the last history entry (states of the old code drew them with replacement)
         self.image_count = len(train)
         self.sampler = PatchSampler(train, a.patch, batch_size=a.batch, seed=a.seed, augment=not a.no_augment)
         model_class = ScoreUNet if a.objective == "score" else EnergyUNet
@@ -126,8 +129,9 @@ class EnergyTrainer(Training):
 
     def evaluate(self) -> dict[str, Any] | None:
         """Normalize on the held-out images and record their mean NLL (score-only: their mean L_DSM)."""
-        if self.history and self.history[-1]["step"] == self.step:
+        if self.history and self.history[-1]["step"] == self.step and not self.heldout_changed:
             return None
+        self.heldout_changed = False
         a = self.args
         self.model.eval()
         held = self.dequantize(self.heldout, torch.Generator().manual_seed(a.seed + 13)).to(self.device)
@@ -184,6 +188,13 @@ class EnergyTrainer(Training):
         super().restore_rng(rng)
         if self.device_gen is not None and "device_gen" in rng:
             self.device_gen.set_state(rng["device_gen"])
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"heldout_sha256": self.heldout_sha256}
+
+    def restore_extra(self, state: dict[str, Any]) -> None:
+        """A state whose held-out images were others is measured again (log Z too) at its next checkpoint."""
+        self.heldout_changed = state.get("heldout_sha256") != self.heldout_sha256
 
     def legacy_phases(self, state: dict[str, Any]) -> list[dict[str, Any]]:
         """Phases of a state saved before they were recorded: one, from its saved args."""

@@ -412,6 +412,24 @@ def test_held_out_images_are_the_registrys_each_once():
         _split("--data", "mnist", "--patch", "32", "--heldout", "501")
 
 
+def test_a_resumed_run_whose_held_out_images_changed_measures_them_again(tmp_path):
+    """Runs of the old code drew their held-out digits with replacement: their last entry is measured again."""
+    from explorer.train_energy import main
+
+    common = ["--data", "discs", "--width", "4", "--levels", "2", "--convs-per-block", "1", "--embed", "8", "--batch", "4",
+              "--patch", "16", "--steps", "3", "--quiet", "--checkpoint-minutes", "0", "--device", "cpu", "--name", "e",
+              "--out", str(tmp_path)]
+    assert main([*common, "--heldout", "20"]) == 0
+    before = json.loads((tmp_path / "e.json").read_text())
+    assert main([*common, "--heldout", "20", "--resume"]) == 0  # the same images: nothing to measure
+    assert json.loads((tmp_path / "e.json").read_text())["training"]["history"] == before["training"]["history"]
+    assert main([*common, "--heldout", "10", "--resume"]) == 0
+    after = json.loads((tmp_path / "e.json").read_text())
+    assert [e["step"] for e in after["training"]["history"]] == [3]
+    assert after["metrics"]["heldout_nll_nats"] != before["metrics"]["heldout_nll_nats"]
+    assert after["energy"]["normalized_at"].endswith("on 10 held-out images")
+
+
 def test_a_folder_holds_out_its_val_folder_or_its_last_images(tmp_path):
     from PIL import Image
 
