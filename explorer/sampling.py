@@ -6,13 +6,40 @@ denoiser's ascent direction f(y) = x̂(y) − y = −r(y) (σ²∇log p_σ(y) by
 
     h_t = h₀t / (1 + h₀(t − 1))                       (or a fixed h)
     d_t = (I − MMᵀ) f(y_{t−1}) + M(x_c − Mᵀy_{t−1})    (d_t = f(y_{t−1}) for synthesis, M = 0)
-    σ_t = ‖d_t‖ / √N                                   (N = C·H·W; the noise level of y_{t−1})
+    σ_t = ‖d_t‖ / √N                                   (N = C·H·W; the paper's noise estimate)
     γ_t = σ_t √((1 − βh_t)² − (1 − h_t)²)
     y_t = y_{t−1} + h_t d_t + γ_t z_t,   z_t ~ N(0, I)
 
 starting from y₀ ~ N(mean·(e − MMᵀe) + Mx_c, σ₀²I) (e the all-ones image). A chain stops after the
 iteration whose σ_t ≤ σ_L (status 'converged'); its answer is x̂(y_T). β ∈ (0, 1] sets the fraction
-of noise removed per step: the effective noise level of y_t is designed to be σ₀Π_{s≤t}(1 − βh_s).
+of noise removed per step: were the residual all of the noise, the noise level of y_t would be
+σ₀Π_{s≤t}(1 − βh_s) (:func:`predicted_sigmas`).
+
+The noise level of y_t, s_t, is what a non-blind denoiser is told for x̂(y_t) (a blind one estimates
+it itself). With the level of an image y defined by s² = tr(Cov y − Cov x)/N, x ~ p (s = σ for
+y = x + σz), it is tracked in closed form from s₀ = σ₀ (:func:`tracked_noise_level`):
+
+    s_t² = γ_t² + max((1 − 2h_t) s_{t−1}² + h_t² σ_t², 0).
+
+Derivation (one step from y = x + sz, x ~ p, x̂ the MMSE denoiser at s, f = x̂ − y). x̂ = E[x | y]
+gives E f = 0 and Cov(x̂, y) = Cov(x, y) = Cov x, so tr Cov(f, y) = tr(Cov x − Cov y) = −Ns², and
+y' = y + hf + γz' has tr Cov y' = tr Cov y + 2h tr Cov(f, y) + h² E‖f‖² + Nγ²:
+
+    s'² = (1 − 2h) s² + h² E‖f‖²/N + γ²,   with E‖f‖²/N estimated by σ_t².
+
+If the residual is all of the noise (σ_t = s, e.g. a point-mass prior) this is (1 − h)²s² + γ² =
+(1 − βh)²s², the design. An MMSE residual misses the posterior-variance share, E‖f‖²/N =
+s² − E‖x̂ − x‖²/N, and that share decays by only (1 − 2h) per step, so (1 − βh_t)σ_t — what
+non-blind denoisers used to be told — is too small: 0.985 / 0.71 / 0.16 of the level after one step
+(h = 0.01) from s = 1 / 0.1 / 0.01 on an 8×8 Gaussian prior with eigenvalues 10⁻¹ … 10⁻³, where the
+rule above gives 1.000 (tests/test_sampling_gaussian.py). The rule is exact for one step from
+y = x + sz; after that the excess covariance of y is no longer isotropic (per step, directions the
+denoiser keeps lose h²s² more than those it removes), so over a run it is accurate to first order in
+h: on that prior it stays within 3 % of the σ that best fits the chains' covariance down to s = 0.1.
+For h > ½ the first term can turn negative (y is then under-dispersed along directions the denoiser
+keeps, where σ hardly matters); it is clamped at 0, so a denoiser is always told at least the fresh
+noise γ_t. In Algorithm 2 the measured part of d_t is exactly minus the noise there, a case the same
+recursion covers (σ_t = s in that subspace).
 
 Each step costs one denoiser call: x̂(y_t) is computed once and reused by the next step and as the
 final image. All randomness comes from one CPU ``torch.Generator`` seeded with ``seed`` (then moved
@@ -42,9 +69,10 @@ def step_size(t: int, h0: float) -> float:
 
 
 def injected_noise_scale(sigma: Tensor, h: float, beta: float) -> Tensor:
-    """γ_t = σ_t √((1 − βh_t)² − (1 − h_t)²), so that the noise of y_t has level (1 − βh_t)σ_t.
+    """γ_t = σ_t √((1 − βh_t)² − (1 − h_t)²): the paper's injected noise, from its estimate σ_t.
 
-    The step leaves (1 − h)σ of the old noise; adding γz makes the total (1 − βh)σ. β = 1 gives γ = 0.
+    Were σ_t all of the noise, the step would leave (1 − h)σ_t of it and adding γz would make the total
+    (1 − βh)σ_t. β = 1 gives γ = 0.
     """
     return sigma * math.sqrt(max((1.0 - beta * h) ** 2 - (1.0 - h) ** 2, 0.0))
 
@@ -52,12 +80,23 @@ def injected_noise_scale(sigma: Tensor, h: float, beta: float) -> Tensor:
 def predicted_sigmas(sigma0: float, h0: float, beta: float, steps: int, fixed_h: float | None = None) -> Tensor:
     """The designed noise levels σ̄_t = σ₀Π_{s≤t}(1 − βh_s) for t = 0, …, steps (a float64 tensor).
 
-    Entry t is the noise level of y_t; the sampler's σ_{t+1} (row t of ``SampleResult.sigmas``,
-    measured on y_t) estimates it, so ``predicted_sigmas(...)[:T]`` lines up with ``sigmas``.
+    Entry t is the noise level of y_t when the residual is all of the noise (then the sampler's σ_{t+1},
+    row t of ``SampleResult.sigmas``, measured on y_t, estimates it), so ``predicted_sigmas(...)[:T]``
+    lines up with ``sigmas``. For a denoiser whose residual misses part of the noise see
+    :func:`tracked_noise_level`.
     """
     hs = torch.tensor([fixed_h if fixed_h is not None else step_size(t, h0) for t in range(1, steps + 1)],
                       dtype=torch.float64)
     return sigma0 * torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1.0 - beta * hs, 0)])
+
+
+def tracked_noise_level(level: Tensor, sigma: Tensor, gamma: Tensor, h: float) -> Tensor:
+    """s_t = √(γ_t² + max((1 − 2h_t)s_{t−1}² + h_t²σ_t², 0)), the noise level of y_t from that of y_{t−1}.
+
+    ``level`` is s_{t−1}, ``sigma`` σ_t = ‖d_t‖/√N and ``gamma`` γ_t, per chain; derived in the module
+    docstring (exact in expectation for one step from y_{t−1} = x + s_{t−1}z and an MMSE denoiser).
+    """
+    return (gamma**2 + ((1.0 - 2.0 * h) * level**2 + h * h * sigma**2).clamp_min(0)).sqrt()
 
 
 def ascent_direction(f: Tensor, y: Tensor, measurement: Any = None, x_c: Tensor | None = None) -> Tensor:
@@ -87,6 +126,8 @@ class SamplerState:
 
     ``d``, ``sigma`` (B,), ``h`` and ``gamma`` (B,) are those of iteration t (at t = 0: d = 0,
     σ = σ₀, h = γ = 0); chains that have stopped keep the values of their last iteration.
+    ``level`` (B,) is the tracked noise level s_t of y_t, the σ a non-blind denoiser was given for
+    x_hat (σ₀ at t = 0; see :func:`tracked_noise_level`).
     ``done`` (B,) bool; ``status`` one of 'running' | 'converged' | 'max_steps' | 'diverged' per chain.
     """
 
@@ -95,6 +136,7 @@ class SamplerState:
     x_hat: Tensor
     d: Tensor
     sigma: Tensor
+    level: Tensor
     h: float
     gamma: Tensor
     done: Tensor
@@ -191,9 +233,9 @@ class Sampler:
     """B chains of Algorithm 1 (``measurement=None``) or Algorithm 2, advanced one iteration per ``step``.
 
     ``handle`` is a :class:`~explorer.handle.ModelHandle` (anything with ``denoise(y, sigma)``,
-    ``blind``, ``channels``, ``device``, ``dtype``). A non-blind denoiser is given the noise level the
-    previous step designed, (1 − βh_t)σ_t (σ₀ for y₀). ``init`` optionally replaces the random y₀
-    (the seeded noise sequence is unchanged). A chain whose σ_t is non-finite or exceeds
+    ``blind``, ``channels``, ``device``, ``dtype``). A non-blind denoiser is given the tracked noise
+    level s_t of the y_t it is applied to (σ₀ for y₀; module docstring). ``init`` optionally replaces
+    the random y₀, which is then taken to have level σ₀ (the seeded noise sequence is unchanged). A chain whose σ_t is non-finite or exceeds
     ``divergence_factor``·max(σ₀, σ₁), or whose update is non-finite, stops as 'diverged' and keeps its
     last good state; chains still running after ``max_steps`` iterations stop as 'max_steps'.
     Stopped chains are frozen and no longer sent through the denoiser.
@@ -258,6 +300,7 @@ class Sampler:
         self._gamma = torch.zeros(b, device=self.device, dtype=self.dtype)
         self._h = 0.0
         self._sigma_ref = self._sigma
+        self._level = self._sigma
         self._codes = torch.zeros(b, dtype=torch.int8, device=self.device)
         self._steps = torch.zeros(b, dtype=torch.long, device=self.device)
         self._sigmas: list[Tensor] = []
@@ -289,7 +332,7 @@ class Sampler:
     def state(self) -> SamplerState:
         """The current :class:`SamplerState` (tensors are not copied; the sampler never writes into them)."""
         return SamplerState(
-            t=self._t, y=self._y, x_hat=self._x_hat, d=self._d, sigma=self._sigma, h=self._h,
+            t=self._t, y=self._y, x_hat=self._x_hat, d=self._d, sigma=self._sigma, level=self._level, h=self._h,
             gamma=self._gamma, done=self._codes != RUNNING, status=self.status,
         )
 
@@ -311,7 +354,8 @@ class Sampler:
         healthy = torch.isfinite(sigma) & (sigma <= self.divergence_factor * self._sigma_ref)
         healthy &= torch.isfinite(y_new).flatten(1).all(dim=1)
         move = running & healthy
-        x_new = self._denoise_where(y_new, move, (1.0 - self.beta * h) * sigma)
+        level = tracked_noise_level(self._level, sigma, gamma, h)
+        x_new = self._denoise_where(y_new, move, level)
         move &= torch.isfinite(x_new).flatten(1).all(dim=1)
 
         self._record(t, h, running, sigma, gamma)
@@ -320,6 +364,7 @@ class Sampler:
         self._x_hat = torch.where(m4, x_new, self._x_hat)
         self._d = torch.where(running.view(-1, 1, 1, 1), d, self._d)
         self._sigma = torch.where(running, sigma, self._sigma)
+        self._level = torch.where(move, level, self._level)
         self._gamma = torch.where(running, gamma, self._gamma)
         self._h = h
         self._steps += move.long()

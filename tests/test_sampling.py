@@ -12,7 +12,7 @@ from explorer import ModelHandle, Sampler, sample, solve_inverse
 from explorer.denoisers.base import Denoiser
 from explorer.denoisers.exact import EmpiricalDenoiser
 from explorer.measurements import Inpainting, RandomBasis, SuperResolution
-from explorer.sampling import injected_noise_scale, predicted_sigmas, step_size
+from explorer.sampling import injected_noise_scale, predicted_sigmas, step_size, tracked_noise_level
 
 
 class IsotropicGaussian(Denoiser):
@@ -151,12 +151,40 @@ def test_sigmas_follow_the_predicted_schedule(beta):
     assert (r.steps - (first_below + 1)).float().abs().mean().item() <= (0.5 if beta == 1 else 2)
 
 
-def test_non_blind_denoiser_gets_the_designed_noise_level():
+def test_tracked_noise_level_formula():
+    s, h, b = torch.tensor([0.7]), 0.3, 0.4
+    # a residual that is all of the noise (σ_t = s): the design, (1 − βh)s
+    assert tracked_noise_level(s, s, injected_noise_scale(s, h, b), h).item() == pytest.approx((1 - b * h) * 0.7)
+    # one that sees part of it: (1 − 2h)s² + h²σ_t² + γ_t², larger than the old (1 − βh)σ_t
+    sig = torch.tensor([0.35])
+    g = injected_noise_scale(sig, h, b)
+    level = tracked_noise_level(s, sig, g, h).item()
+    assert level**2 == pytest.approx((1 - 2 * h) * 0.49 + h * h * 0.35**2 + g.item() ** 2)
+    assert level > (1 - b * h) * 0.35
+    # h > ½ and little of the noise detected: never below the fresh noise γ_t
+    sig, h = torch.tensor([0.05]), 0.9
+    g = injected_noise_scale(sig, h, b)
+    assert tracked_noise_level(s, sig, g, h).item() == pytest.approx(g.item())
+
+
+def test_non_blind_denoiser_gets_the_tracked_noise_level():
     rec = Recording(IsotropicGaussian(0.5, 0.0), blind=False)
-    r = sample(handle(rec), (2, 1, 8, 8), beta=0.5, h0=0.1, sigma0=0.8, seed=4, max_steps=5)
-    assert rec.calls[0][1].tolist() == [0.8, 0.8]
-    for t, (_, s) in enumerate(rec.calls[1:], start=1):
-        assert s.tolist() == pytest.approx(((1 - 0.5 * step_size(t, 0.1)) * r.sigmas[t - 1]).tolist())
+    s = Sampler(handle(rec), (2, 1, 8, 8), beta=0.5, h0=0.1, sigma0=0.8, seed=4, max_steps=5)
+    assert rec.calls[0][1].tolist() == [0.8, 0.8] and s.state.level.tolist() == [0.8, 0.8]
+    level = torch.full((2,), 0.8, dtype=torch.float64)
+    while not s.done:
+        st = s.step()
+        level = tracked_noise_level(level, st.sigma, st.gamma, st.h)
+        assert rec.calls[-1][1].tolist() == pytest.approx(level.tolist()) and torch.allclose(st.level, level)
+
+
+def test_tracked_level_is_the_noise_level_of_a_point_mass_prior():
+    # x̂ = μ: y_t − μ is exactly the noise, so its RMS over 500 chains is the true level of y_t
+    s = Sampler(handle(IsotropicGaussian(0.5, 0.0)), (500, 1, 8, 8), beta=0.5, h0=0.05, sigma0=1.0, seed=6)
+    while not s.done and s.t < 40:
+        st = s.step()
+        true = (st.y - 0.5).pow(2).mean().sqrt().item()
+        assert st.level.pow(2).mean().sqrt().item() == pytest.approx(true, rel=0.015)
 
 
 # --------------------------------------------------------------------------- (d) inverse problems
