@@ -235,10 +235,11 @@ class Sampler:
     ``handle`` is a :class:`~explorer.handle.ModelHandle` (anything with ``denoise(y, sigma)``,
     ``blind``, ``channels``, ``device``, ``dtype``). A non-blind denoiser is given the tracked noise
     level s_t of the y_t it is applied to (σ₀ for y₀; module docstring). ``init`` optionally replaces
-    the random y₀, which is then taken to have level σ₀ (the seeded noise sequence is unchanged). A chain whose σ_t is non-finite or exceeds
-    ``divergence_factor``·max(σ₀, σ₁), or whose update is non-finite, stops as 'diverged' and keeps its
-    last good state; chains still running after ``max_steps`` iterations stop as 'max_steps'.
-    Stopped chains are frozen and no longer sent through the denoiser.
+    the random y₀, which is then taken to have level σ₀ (the seeded noise sequence is unchanged). A
+    chain whose σ_t is non-finite or exceeds ``divergence_factor``·max(σ₀, σ₁), or whose update is
+    non-finite, stops as 'diverged' and keeps its last good state; chains still running after
+    ``max_steps`` iterations stop as 'max_steps'. Stopped chains are frozen and no longer sent through
+    the denoiser.
     """
 
     def __init__(
