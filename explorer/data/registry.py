@@ -6,7 +6,7 @@ the same images:
 
 - ``mnist``: the 10 000 MNIST digits that ship (``$EXPLORER_MNIST``), zero-padded to 32×32. The last
   :data:`MNIST_HELD_OUT` = 500 (indices 9500–9999) are held out, each once; the first 9500 are the
-  training digits. Models trained before this split existed saw all 10 000 (their cards say so).
+  training digits. Models trained before this split existed saw all 10 000 (``bf-mnist``; README says so).
 - ``discs`` (40×40), ``calpha`` (40×40, α = 2) and ``dead-leaves`` (64×64): synthetic images. Training
   image i is drawn with seed ``seed + i`` (training seeds start at 0); test image i with seed
   ``TEST_SEED + i`` = 10⁶ + i, a stream that training never reaches.

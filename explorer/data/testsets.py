@@ -1,7 +1,7 @@
 """Built-in test sets for benchmarks, made on demand so that any process can make image i by itself.
 
 - ``mnist``: the 500 held-out digits of :mod:`explorer.data.registry` (the last 500 that ship), padded
-  to 32×32. (``bf-mnist``'s first 48 000 steps trained on all 10 000 digits, so it has seen these.)
+  to 32×32. (``bf-mnist``'s 44 494 steps predate the split and used all 10 000 digits, so it has seen these.)
 - ``discs`` (40×40), ``calpha`` (40×40, α = 2) and ``dead-leaves`` (64×64): the registry's held-out
   synthetic images, drawn with seed ``TEST_SEED + i``, a stream the training sets never reach.
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .registry import MNIST_HELD_OUT, NAMES, TEST_SEED, dataset  # noqa: F401  (TEST_SEED re-exported)
+from .registry import MNIST_HELD_OUT, NAMES, dataset
 
 DEFAULT_COUNT = 100  # images of a synthetic set unless a limit says otherwise
 
