@@ -29,7 +29,7 @@ from torch import nn
 from .data import load_folder
 from .data.patches import PatchSampler
 from .denoisers import BFNorm2d, build
-from .data.registry import NAMES, DataSet, dataset
+from .data.registry import NAMES, DataSet, dataset, indices_digest, mnist_subset_digits, mnist_subsets
 from .training import Training, add_common_arguments, complete_args, lr_at, phase_texts, run  # noqa: F401
 from .training import load_optimizer_tensors as _load_optimizer_tensors  # noqa: F401  (kept for old imports)
 from .training import optimizer_tensors as _optimizer_tensors  # noqa: F401
@@ -66,8 +66,38 @@ def registered_data(source: str) -> DataSet | None:
     return dataset(source) if source in NAMES and not Path(source).is_dir() else None
 
 
-def training_images(source: str, patch: int, seed: int) -> list[np.ndarray]:
-    """The images patches are cut from: a registered data set's training images, or a folder's images."""
+def parse_subset(text: str) -> tuple[int, str]:
+    """``--subset N:A`` or ``N:B`` → (N, part): one of two disjoint N-digit subsets of MNIST's training split."""
+    try:
+        n, part = text.split(":")
+        n_int = int(n)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--subset {text!r}: expected N:A or N:B, e.g. 100:A") from None
+    if part not in ("A", "B") or n_int < 1:
+        raise argparse.ArgumentTypeError(f"--subset {text!r}: N must be ≥ 1 and the part A or B")
+    return n_int, part
+
+
+def subset_record(n: int, part: str, seed: int) -> dict[str, Any]:
+    """The card's record of a training subset: enough to rebuild it (seed) and to check it (digest;
+    the indices themselves when there are at most 100)."""
+    a, b = mnist_subsets(n, seed)
+    indices = a if part == "A" else b
+    record: dict[str, Any] = {"data": "mnist", "size": n, "part": part, "seed": seed,
+                              "rule": "explorer.data.registry.mnist_subsets(size, seed)", "sha256": indices_digest(indices)}
+    if n <= 100:
+        record["indices"] = [int(i) for i in indices]
+    return record
+
+
+def training_images(source: str, patch: int, seed: int, subset: tuple[int, str] | None = None,
+                    subset_seed: int = 0) -> list[np.ndarray]:
+    """The images patches are cut from: a registered data set's training images (or, for MNIST, one
+    ``subset`` (N, "A"|"B") of two disjoint N-digit sets), or a folder's images."""
+    if subset is not None:
+        if source != "mnist":
+            raise ValueError(f"--subset draws from MNIST's training digits; --data is {source!r}")
+        return [np.array(im, dtype=np.float32) for im in mnist_subset_digits(*subset, seed=subset_seed)]
     registered = registered_data(source)
     if registered is None:
         return load_folder(source)
@@ -158,7 +188,7 @@ class Trainer(Training):
     def setup(self) -> None:
         a = self.args
         self.model = build_model(a)
-        self.images = training_images(a.data, a.patch, a.seed)
+        self.images = training_images(a.data, a.patch, a.seed, a.subset, a.subset_seed)
         self.image_count = len(self.images)
         self.sampler = PatchSampler(self.images, a.patch, batch_size=a.batch, seed=a.seed, augment=augments(a))
         self.recalibrated_at: int | None = None  # step at which the norm statistics were last re-averaged
@@ -234,6 +264,7 @@ class Trainer(Training):
                  if self.recalibrated_at is not None and self.recalibrated_with else "exponential average (momentum 0.1) of training batches")
         return {"training": {
             "data": a.data,
+            **({"subset": subset_record(*a.subset, a.subset_seed)} if a.subset else {}),
             "noise": {"distribution": a.noise_dist, "sigma_min": a.sigma_min, "sigma_max": a.sigma_max, "units": "[0,1] image range"},
             "patch": a.patch,
             "augment": augments(a),
@@ -271,6 +302,10 @@ class Trainer(Training):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m explorer.train", description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="image folder, or one of: dead-leaves, discs, calpha, mnist")
+    p.add_argument("--subset", type=parse_subset, default=None,
+                   help="N:A or N:B — train on one of two disjoint N-digit subsets of MNIST's 9500 training digits "
+                        "(Kadkhodaie et al., ICLR 2024); needs --data mnist")
+    p.add_argument("--subset-seed", type=int, default=0, help="the seed of the permutation the subsets are cut from")
     p.add_argument("--arch", default="unet", choices=["unet", "dncnn"])
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--depth", type=int, default=20, help="DnCNN convolutions")
@@ -295,7 +330,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="crop size of the recalibration batches (default 128 for bias-free models, the training "
                         "patch for biased ones); resuming a finished run with other settings recalibrates again")
     add_common_arguments(p, checkpoint_every=500, checkpoint_minutes=0.0)
-    return complete_args(p.parse_args(argv))
+    args = p.parse_args(argv)
+    if args.subset is not None:
+        if args.data != "mnist":
+            p.error(f"--subset draws from MNIST's training digits: give --data mnist, not {args.data!r}")
+        try:
+            mnist_subsets(args.subset[0], args.subset_seed)
+        except ValueError as e:
+            p.error(f"--subset: {e}")
+    return complete_args(args)
 
 
 def main(argv: list[str] | None = None) -> int:

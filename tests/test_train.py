@@ -320,3 +320,29 @@ def test_an_old_mnist_run_resumes_on_the_training_digits_and_its_phases_say_so(t
     phases = json.loads((tmp_path / "digits.json").read_text())["training"]["phases"]
     assert phases[0].startswith("steps 0–5:") and phases[0].endswith(", 10000 training images")
     assert phases[1].startswith("steps 5–8:") and phases[1].endswith(", 9500 training images")
+
+
+def test_subset_training_uses_exactly_the_subsets_digits_and_the_card_rebuilds_them(tmp_path):
+    """--subset N:A|B trains on one of two disjoint N-digit subsets; the card's record rebuilds and checks it."""
+    args = train.parse_args(["--data", "mnist", "--subset", "10:B", "--subset-seed", "3", "--name", "t", "--out", str(tmp_path)])
+    images = train.training_images(args.data, args.patch, args.seed, args.subset, args.subset_seed)
+    a, b = registry.mnist_subsets(10, seed=3)
+    assert not set(a) & set(b)
+    np.testing.assert_array_equal(np.stack(images), registry.mnist_subset_digits(10, "B", seed=3))
+    assert not any(registry.is_held_out_digit(int(i)) for i in np.concatenate([a, b]))
+    assert train.main(["--data", "mnist", "--subset", "10:B", "--subset-seed", "3", "--name", "t", "--out", str(tmp_path),
+                       "--width", "4", "--levels", "2", "--batch", "2", "--patch", "32", "--steps", "2", "--quiet"]) == 0
+    record = json.loads((tmp_path / "t.json").read_text())["training"]["subset"]
+    rebuilt = registry.mnist_subsets(record["size"], record["seed"])[record["part"] == "B"]
+    assert record["indices"] == [int(i) for i in rebuilt] and record["sha256"] == registry.indices_digest(rebuilt)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data", "discs", "--subset", "10:A"], "give --data mnist"),
+    (["--data", "mnist", "--subset", "4751:A"], "must be in [1, 4750]"),
+    (["--data", "mnist", "--subset", "10:C"], "the part A or B"),
+])
+def test_bad_subsets_are_refused_with_a_message(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args([*argv, "--name", "t", "--out", str(tmp_path)])
+    assert message in capsys.readouterr().err

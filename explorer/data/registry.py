@@ -134,6 +134,14 @@ def mnist_subsets(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[:n]), np.sort(perm[n:2 * n])
 
 
+def mnist_subset_digits(n: int, part: str, seed: int = 0) -> np.ndarray:
+    """The (n, 32, 32) digits of subset ``part`` ("A" or "B") of :func:`mnist_subsets` (read-only)."""
+    if part not in ("A", "B"):
+        raise ValueError(f"subset part {part!r} must be 'A' or 'B'")
+    a, b = mnist_subsets(n, seed)
+    return _all_digits()[a if part == "A" else b]
+
+
 def indices_digest(indices: np.ndarray) -> str:
     """sha256 of the comma-separated indices: a model card's short record of its training subset."""
     import hashlib
