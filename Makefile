@@ -7,7 +7,7 @@ TORCH_PIN := torch==2.13.0
 PORT ?= 5006
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: serve test install install-test browser clean
+.PHONY: serve test screenshots install install-test browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ serve: install
 
 test: install-test browser
 	$(BIN)/python -m pytest -q
+
+# the browser tests write their screenshots to a temporary folder; this target refreshes docs/screenshots/
+screenshots:  install-test browser
+	EXPLORER_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/ui/test_browser_a.py tests/ui/test_browser_b.py
 
 clean:
 	rm -rf $(VENV)

@@ -2,18 +2,22 @@
 
 They load each app, check there is no Python traceback and no console error (other than unreachable
 web fonts / CDNs), press the buttons and draw on the canvas like a user, and save the screenshots the
-README uses (docs/screenshots/{sampler,inverse}.png). Waits are on page text, never fixed sleeps.
+README uses (docs/screenshots/{sampler,inverse}.png; written there by ``make screenshots``, else to a temporary folder). Waits are on page text, never fixed sleeps.
 """
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
+# screenshots go to a temporary folder; `make screenshots` points EXPLORER_SCREENSHOTS at docs/screenshots
+SHOTS = Path(os.environ.get("EXPLORER_SCREENSHOTS") or tempfile.mkdtemp(prefix="explorer-screenshots-"))
+SHOTS.mkdir(parents=True, exist_ok=True)
 
 pytestmark = pytest.mark.browser
 

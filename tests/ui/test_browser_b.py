@@ -1,15 +1,19 @@
 """The filters, GAHB, toy-2D and energy apps in headless chromium: they load without tracebacks or console
 errors, a click on the noisy image changes the filter pane, the energy histogram of 120 digits is computed,
-and screenshots go to docs/screenshots/."""
+and screenshots go to a temporary folder (``make screenshots``: docs/screenshots/)."""
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
+# screenshots go to a temporary folder; `make screenshots` points EXPLORER_SCREENSHOTS at docs/screenshots
+SHOTS = Path(os.environ.get("EXPLORER_SCREENSHOTS") or tempfile.mkdtemp(prefix="explorer-screenshots-"))
+SHOTS.mkdir(parents=True, exist_ok=True)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -25,7 +29,7 @@ def wait_text_change(locator, before: str, timeout: float = 90.0) -> float:
 
 
 def save_screenshot(page, name: str, height: int, settle_ms: int = 800) -> None:
-    """Let the page settle, resize it to 1500 × ``height`` and save docs/screenshots/NAME.png."""
+    """Let the page settle, resize it to 1500 × ``height`` and save SHOTS/NAME.png."""
     page.wait_for_timeout(settle_ms)
     page.set_viewport_size({"width": 1500, "height": height})
     page.wait_for_timeout(500)
