@@ -359,12 +359,30 @@ def card_subset(card: Mapping[str, Any]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- the published pairs
-def published_sizes(cards: Sequence[Mapping[str, Any]] | None = None) -> list[int]:
-    """The N for which both ``gen-mnist-N{N}-A`` and ``-B`` are in the catalog (or in ``cards``), sorted."""
+def _run_cards() -> list[dict[str, Any]]:
+    """The readable cards ``RUN/NAME.json`` of the pair runs in the run folders (:func:`explorer.checkpoints.runs_dir`)."""
+    from .checkpoints import CheckpointError, read_card, runs_dir
+
+    cards = []
+    root = runs_dir()
+    for folder in sorted(root.glob("gen-mnist-N*-*")) if root.is_dir() else []:
+        path = folder / f"{folder.name}.json"
+        if _PAIR_RE.match(folder.name) and path.is_file():
+            try:
+                cards.append(read_card(path))
+            except CheckpointError:
+                continue
+    return cards
+
+
+def published_sizes(cards: Sequence[Mapping[str, Any]] | None = None, runs: bool = False) -> list[int]:
+    """The N for which both ``gen-mnist-N{N}-A`` and ``-B`` exist, sorted: in the catalog (``pretrained/``
+    and the user model folder), in ``cards`` when given, or with ``runs`` in the training run folders
+    (models not yet published, possibly unfinished checkpoints)."""
     if cards is None:
         from .checkpoints import catalog
 
-        cards = catalog()
+        cards = _run_cards() if runs else catalog()
     parts: dict[int, set[str]] = {}
     for card in cards:
         m = _PAIR_RE.match(str(card.get("name", "")))
@@ -420,13 +438,19 @@ def pair_from_handles(n: int, model_a: Any, model_b: Any, device: torch.device |
                               reference=reference)
 
 
-def load_pair(n: int, device: torch.device | str | None = "cpu", dtype: torch.dtype = torch.float32) -> GeneralizationPair:
-    """Load the published ``gen-mnist-N{n}-A`` / ``-B`` (:func:`explorer.checkpoints.load`), verify their
-    subsets against the cards (:func:`subset_from_record`) and build the empirical reference of A."""
-    from .checkpoints import load
+def load_pair(n: int, device: torch.device | str | None = "cpu", dtype: torch.dtype = torch.float32,
+              runs: bool = False) -> GeneralizationPair:
+    """Load ``gen-mnist-N{n}-A`` / ``-B`` (:func:`explorer.checkpoints.load`: the published models, or with
+    ``runs`` the cards ``RUN/NAME.json`` of the training run folders), verify their subsets against the
+    cards (:func:`subset_from_record`) and build the empirical reference of A."""
+    from .checkpoints import load, runs_dir
 
-    a = load(PAIR_NAME.format(n=n, part="A"), device=device, dtype=dtype)
-    b = load(PAIR_NAME.format(n=n, part="B"), device=device, dtype=dtype)
+    def source(part: str) -> Any:
+        name = PAIR_NAME.format(n=n, part=part)
+        return runs_dir() / name / f"{name}.json" if runs else name
+
+    a = load(source("A"), device=device, dtype=dtype)
+    b = load(source("B"), device=device, dtype=dtype)
     return pair_from_handles(n, a, b, device)
 
 
@@ -486,3 +510,21 @@ def summarize(pair: GeneralizationPair, seeds: Sequence[int] = range(16), beta: 
         steps={k: np.array(v) for k, v in steps.items()},
         converged={k: float(np.mean(v)) for k, v in conv.items()},
     )
+
+
+def markdown_table(summaries: Sequence[Summary]) -> str:
+    """One Markdown row per N: median cosines, memorized fractions, PSNR gaps (dB), the fraction of chains
+    that converged (σ_t ≤ σ_L; the others hit max_steps or diverged) and the median seconds per seed."""
+    head = ["N", "seeds", "median cos(A, B)", "median nearest cos A", "median nearest cos B",
+            "memorized A / B / emp. (≥ 0.95)", "PSNR A train / held-out / gap (dB)",
+            "PSNR B train / held-out / gap (dB)", "converged A / B / emp.", "s per seed A / B / emp."]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in summaries:
+        psnr = [f"{g.training:.2f} / {g.held_out:.2f} / {g.gap:+.2f}" for g in (s.psnr["A"], s.psnr["B"])]
+        cells = [str(s.n), str(len(s.seeds)), f"{np.median(s.pair):.3f}", f"{np.median(s.nearest['A'].cosines):.3f}",
+                 f"{np.median(s.nearest['B'].cosines):.3f}",
+                 " / ".join(f"{s.memorized[k]:.2f}" for k in ("A", "B", "reference")), *psnr,
+                 " / ".join(f"{s.converged[k]:.2f}" for k in ("A", "B", "reference")),
+                 " / ".join(f"{s.seconds[k]:.2f}" for k in ("A", "B", "reference"))]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)

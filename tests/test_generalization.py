@@ -176,3 +176,31 @@ def test_pair_from_handles_verifies_subsets_and_builds_the_memorizing_reference(
     cards = [{"name": n} for n in ("gen-mnist-N10-A", "gen-mnist-N10-B", "gen-mnist-N100-A", "bf-mnist",
                                    "gen-mnist-N1-B", "gen-mnist-N1-A")]
     assert gen.published_sizes(cards) == [1, 10]
+
+
+def test_summarize_and_table_on_a_fake_pair():
+    pair = gen.pair_from_handles(3, fake_model(3, "A"), fake_model(3, "B"))
+    s = gen.summarize(pair, seeds=[0, 1], h0=0.05, psnr_images=4)
+    assert s.pair.shape == (2,) and s.nearest["reference"].cosines.min() > 0.95  # the reference memorizes A
+    assert np.allclose(s.pair, 1.0)  # "A" and "B" are the same filter here, so they agree exactly
+    assert s.psnr["A"].training_count == 3 and s.psnr["A"].held_out_count == 4
+    table = gen.markdown_table([s]).splitlines()
+    assert len(table) == 3 and table[2].startswith("| 3 | 2 | 1.000 |")
+
+
+def test_load_pair_reads_published_cards_and_refuses_a_tampered_one(tmp_path, monkeypatch, tiny_bf_unet):
+    from explorer.checkpoints import save_model
+
+    monkeypatch.setenv("EXPLORER_MODELS", str(tmp_path))
+    for part in "AB":
+        save_model(tiny_bf_unet, "unet", tmp_path, f"gen-mnist-N2-{part}", training={"subset": subset_record(2, part, 0)})
+    save_model(tiny_bf_unet, "unet", tmp_path, "gen-mnist-N7-A", training={"subset": subset_record(7, "A", 0)})
+    assert gen.published_sizes() == [2]
+    pair = gen.load_pair(2)
+    np.testing.assert_array_equal(pair.indices["B"], mnist_subsets(2, 0)[1])
+    assert pair.models["A"].name == "gen-mnist-N2-A" and pair.reference.name == "empirical-N2-A"
+    card = tmp_path / "gen-mnist-N2-B.json"
+    text = card.read_text().replace(subset_record(2, "B", 0)["sha256"], "f" * 64)
+    card.write_text(text)
+    with pytest.raises(gen.SubsetRecordError, match="sha256"):
+        gen.load_pair(2, device="cpu", dtype=torch.float64)  # another dtype: not the cached handle
