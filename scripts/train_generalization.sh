@@ -7,7 +7,7 @@
 set -euo pipefail
 PY=${PYTHON:-python}
 THREADS=${THREADS:-1}
-declare -A STEPS=([1]=2000 [10]=4000 [100]=8000 [1000]=20000 [4750]=30000)
+declare -A STEPS=([1]=8000 [10]=8000 [100]=12000 [1000]=20000 [4750]=30000)
 for n in ${SIZES:-1 10 100 1000 4750}; do
   for part in A B; do
     name=gen-mnist-N$n-$part
