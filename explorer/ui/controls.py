@@ -1,0 +1,91 @@
+"""Reusable widgets that drive a tool: :class:`RunControls` (Step / Play / Pause / Reset, progress, status)."""
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import panel as pn
+import param
+
+from .text import notify
+
+
+class RunControls(pn.viewable.Viewer):
+    """Step / Play / Pause / Reset buttons with a progress bar and a status line.
+
+    The owner registers handlers with :meth:`on` (``"step"``, ``"play"``, ``"pause"``, ``"reset"``) and
+    sets ``running`` (disables Step/Play, enables Pause), ``progress`` (0–100, or −1 for an
+    indeterminate bar) and ``status``. Clicks are counted in the ``*_clicks`` parameters, so tests
+    and notebooks can press a button with ``controls.step_clicks += 1``.
+    """
+
+    step_clicks = param.Integer(default=0)
+    play_clicks = param.Integer(default=0)
+    pause_clicks = param.Integer(default=0)
+    reset_clicks = param.Integer(default=0)
+    running = param.Boolean(default=False)
+    progress = param.Integer(default=0, bounds=(-1, 100))
+    status = param.String(default="Ready.")
+    play_label = param.String(default="▶ Play")
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self._handlers: dict[str, list[Callable[[], Any]]] = {k: [] for k in ("step", "play", "pause", "reset")}
+        kw = dict(sizing_mode="stretch_width", min_width=60, margin=(5, 3))
+        self.step_button = pn.widgets.Button(label="Step", color="primary", variant="outline", **kw)
+        self.play_button = pn.widgets.Button(label=self.play_label, color="primary", **kw)
+        self.pause_button = pn.widgets.Button(label="❚❚ Pause", color="warning", disabled=True, **kw)
+        self.reset_button = pn.widgets.Button(label="Reset", color="light", **kw)
+        for kind, button in (("step", self.step_button), ("play", self.play_button),
+                             ("pause", self.pause_button), ("reset", self.reset_button)):
+            button.on_click(lambda _e, k=kind: setattr(self, f"{k}_clicks", getattr(self, f"{k}_clicks") + 1))
+        self._bar = pn.indicators.Progress(value=0, max=100, bar_color="primary", sizing_mode="stretch_width",
+                                           height=12, margin=(4, 5))
+        self._status = pn.pane.Markdown(self.status, sizing_mode="stretch_width", margin=(0, 8),
+                                        css_classes=["explorer-status"])
+        self._sync()
+
+    def on(self, kind: str, handler: Callable[[], Any]) -> None:
+        """Call ``handler()`` when the ``kind`` button is pressed."""
+        self._handlers[kind].append(handler)
+
+    def _fire(self, kind: str) -> None:
+        for handler in self._handlers[kind]:
+            try:
+                handler()
+            except Exception as e:  # never let a click kill the session
+                self.status = f"⚠️ {type(e).__name__}: {e}"
+                notify(f"{kind.capitalize()} failed: {e}")
+                traceback.print_exc()
+
+    @param.depends("step_clicks", watch=True)
+    def _on_step(self) -> None:
+        self._fire("step")
+
+    @param.depends("play_clicks", watch=True)
+    def _on_play(self) -> None:
+        self._fire("play")
+
+    @param.depends("pause_clicks", watch=True)
+    def _on_pause(self) -> None:
+        self._fire("pause")
+
+    @param.depends("reset_clicks", watch=True)
+    def _on_reset(self) -> None:
+        self._fire("reset")
+
+    @param.depends("running", "progress", "status", "play_label", watch=True)
+    def _sync(self) -> None:
+        self.step_button.disabled = self.running
+        self.play_button.disabled = self.running
+        self.play_button.label = self.play_label
+        self.pause_button.disabled = not self.running
+        self._bar.value = -1 if self.progress < 0 else int(self.progress)
+        self._bar.active = self.running
+        self._status.object = self.status
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(
+            pn.Row(self.step_button, self.play_button, self.pause_button, self.reset_button, sizing_mode="stretch_width"),
+            self._bar, self._status, sizing_mode="stretch_width", margin=0)

@@ -1,0 +1,300 @@
+"""Work off the event loop: one background runner for every tool, plus the session plumbing it needs.
+
+One daemon worker thread per runner, alive while it has work queued:
+
+- :class:`LatestTask` — ``submit(request)`` runs ``compute(request, stop, publish)``; the newest
+  request wins (the running one's ``stop`` event is set and what it publishes afterwards dropped;
+  superseded queued requests never run). Each ``publish(x)`` calls ``render(x)`` on the session's
+  event loop, so stages appear as they come; ``on_error(exc)`` and ``on_done()`` run there too.
+  Outside a served session (tests, plain Python, a notebook) a request runs inline.
+- :class:`BackgroundWorker` — the same runner for one long job that streams progress:
+  ``start(work, on_done)`` runs ``work(stop, publish)`` on the thread even outside a server; only the
+  newest snapshot is kept, rendered by a periodic callback every ``period`` ms (or :meth:`flush` /
+  :meth:`join` by hand), and ``on_done(error_or_None)`` follows the last one.
+
+Both: ``cancel()`` / ``stop()``, ``running``; a destroyed session stops the work and ends the thread;
+errors are printed and reported on the loop. Also :func:`session_doc` and :func:`sync_url`.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import panel as pn
+import param
+from panel.io.state import set_curdoc
+
+
+def session_doc() -> Any:
+    """The current bokeh document if it belongs to a served session, else None."""
+    doc = pn.state.curdoc
+    return doc if doc is not None and getattr(doc, "session_context", None) is not None else None
+
+
+def _running_loop() -> bool:
+    try:
+        return asyncio.get_running_loop().is_running()
+    except RuntimeError:
+        return False
+
+
+class LatestTask:
+    """Run ``compute(request, stop, publish)`` off the event loop; the newest request wins.
+
+    Every ``publish(x)`` becomes ``render(x)`` on the loop (next tick); errors go to ``on_error(exc)``,
+    the end to ``on_done()``, both on the loop. Inline, synchronously, outside a served session.
+    """
+
+    def __init__(self, compute: Callable[[Any, threading.Event, Callable[[Any], None]], Any],
+                 render: Callable[[Any], Any], on_error: Callable[[BaseException], Any] | None = None,
+                 on_done: Callable[[], Any] | None = None, name: str = "explorer-task"):
+        self._compute, self._render, self._on_error, self._on_done = compute, render, on_error, on_done
+        self.name = name
+        self._gen = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._jobs: deque[tuple[int, threading.Event, Any, Any]] = deque()
+        self._thread: threading.Thread | None = None
+        self._doc: Any = None
+        self._hooked = False
+        self._active = False
+        self.started_at = 0.0  # perf_counter() when the last request was submitted
+        self.last_seconds = 0.0  # wall time of the last finished computation
+
+    @property
+    def running(self) -> bool:
+        """True from a threaded submit until its end has been shown on the page (or it was cancelled)."""
+        return self._active
+
+    @property
+    def stop_event(self) -> threading.Event:
+        """The stop event of the newest request."""
+        return self._stop
+
+    def current(self, gen: int) -> bool:
+        return gen == self._gen
+
+    def bind(self, doc: Any = None) -> None:
+        """Remember the session document (call when the page is built); work is scheduled on it."""
+        doc = doc if doc is not None else session_doc()
+        if doc is None:
+            return
+        self._doc = doc
+        if not self._hooked:
+            try:
+                pn.state.on_session_destroyed(lambda _ctx: self.shutdown())
+                self._hooked = True
+            except Exception:
+                pass
+
+    def _target_doc(self) -> Any:
+        return session_doc() or self._doc
+
+    def _inline(self, doc: Any) -> bool:  # no loop to come back to: run in the caller
+        return doc is None
+
+    def submit(self, request: Any) -> None:
+        """Supersede whatever runs and compute ``request``."""
+        with self._lock:
+            self._gen += 1
+            gen = self._gen
+            self._stop.set()
+            self._stop = stop = threading.Event()
+        self.started_at = time.perf_counter()
+        doc = self._target_doc()
+        if self._inline(doc):
+            self._run(gen, stop, request, None)
+            return
+        self.bind(doc)
+        self._active = True
+        with self._lock:
+            self._jobs.append((gen, stop, request, doc))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, daemon=True, name=self.name)
+                self._thread.start()
+
+    def _serve(self) -> None:  # the worker thread: the queued requests in order, then it ends
+        while True:
+            with self._lock:
+                if not self._jobs:
+                    self._thread = None
+                    return
+                job = self._jobs.popleft()
+            self._run(*job)
+
+    def cancel(self) -> None:
+        """Stop the running computation (its partial results stay on screen)."""
+        with self._lock:
+            self._gen += 1
+            self._stop.set()
+        self._active = False
+
+    def shutdown(self) -> None:
+        """Stop the work for good (a closed session); the worker thread ends when its computation returns."""
+        self.cancel()
+
+    # -- the worker side
+    def _run(self, gen: int, stop: threading.Event, request: Any, doc: Any) -> None:
+        t0, error = time.perf_counter(), None
+        try:
+            if self.current(gen):  # (not superseded while queued)
+                self._compute(request, stop, lambda payload: self._publish(gen, stop, doc, payload))
+        except BaseException as e:  # shown on the page
+            traceback.print_exc()
+            error = e
+        finally:
+            self._ended(gen, doc, error, time.perf_counter() - t0)
+
+    def _publish(self, gen: int, stop: threading.Event, doc: Any, payload: Any) -> None:
+        if self.current(gen) and not stop.is_set():
+            self._call(doc, gen, lambda: self._render(payload))
+
+    def _ended(self, gen: int, doc: Any, error: BaseException | None, seconds: float) -> None:
+        """The computation returned (or raised): report it on the loop."""
+        if error is not None:
+            self._call(doc, gen, lambda: self._on_error(error) if self._on_error else None)
+
+        def finish() -> None:
+            self._active = False
+            self.last_seconds = seconds
+            if self._on_done:
+                self._on_done()
+
+        if self.current(gen):
+            self._call(doc, gen, finish)
+
+    def _call(self, doc: Any, gen: int, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` on ``doc``'s event loop once the page is connected, unless ``gen`` was superseded."""
+        if doc is None:
+            fn()
+            return
+
+        def guarded() -> None:
+            if not self.current(gen):
+                return
+            if not pn.state.loaded:
+                # The page has not connected yet (or never will: a plain HTTP GET). HoloViews would
+                # re-schedule its plot refreshes on every tick until it does, a busy loop that starves
+                # the other sessions; look again in 100 ms instead (the callback dies with the session).
+                doc.add_timeout_callback(lambda: self._call(doc, gen, fn), 100)
+                return
+            fn()
+
+        with set_curdoc(doc):
+            pn.state.execute(guarded, schedule=True)
+
+
+class BackgroundWorker(LatestTask):
+    """One long job on the worker thread, its progress shown from a periodic callback of the loop.
+
+    ``start(work)`` runs ``work(stop, publish)``; the work polls ``stop`` and may ``publish`` as often
+    as it likes (cheap: only the newest snapshot is kept; bokeh models are only touched on the loop,
+    under the document lock). When the work returns (or raises), the last snapshot is rendered and
+    ``on_done(error_or_None)`` is called on the loop; ``running`` stays True until then. Outside a
+    server or notebook loop (tests) nothing is scheduled: call :meth:`flush`, or :meth:`join`.
+    """
+
+    def __init__(self, render: Callable[[Any], Any], period: int = 100, name: str = "explorer-worker"):
+        super().__init__(lambda work, stop, _publish: work(stop, self.publish), render, name=name)
+        self.period = period
+        self._latest: Any = None
+        self._dirty = False
+        self._job_done = threading.Event()
+        self._job_done.set()
+        self._when_done: Callable[[BaseException | None], Any] | None = None
+        self._error: BaseException | None = None
+        self._periodic: Any = None
+        self.render_count = 0
+
+    def _inline(self, doc: Any) -> bool:
+        return False  # the work polls ``stop``: it always gets its own thread
+
+    def start(self, work: Callable[[threading.Event, Callable[[Any], None]], Any],
+              on_done: Callable[[BaseException | None], Any] | None = None) -> None:
+        """Run ``work(stop, publish)``; ``on_done(error_or_None)`` is called on the loop when it ends."""
+        if not self._job_done.is_set():
+            raise RuntimeError("the worker is already running; stop it first")
+        self._when_done, self._error = on_done, None
+        self._job_done.clear()
+        self.submit(work)
+        self._start_periodic()
+
+    def publish(self, snapshot: Any) -> None:
+        """Store the newest snapshot (thread-safe; rendered by the next flush)."""
+        with self._lock:
+            self._latest, self._dirty = snapshot, True
+
+    def _ended(self, gen: int, doc: Any, error: BaseException | None, seconds: float) -> None:
+        self._error, self.last_seconds = error, seconds
+        self._job_done.set()  # reported by the next flush
+
+    def flush(self) -> bool:
+        """Render the newest snapshot if there is one; report the end of the work. True if rendered."""
+        with self._lock:
+            snap, dirty, self._dirty = self._latest, self._dirty, False
+        rendered = False
+        if dirty:
+            try:
+                self._render(snap)
+                self.render_count += 1
+                rendered = True
+            except Exception:
+                traceback.print_exc()
+        if self._job_done.is_set() and self._active:
+            self._active = False
+            self._stop_periodic()
+            if self._when_done is not None:
+                try:
+                    self._when_done(self._error)
+                except Exception:
+                    traceback.print_exc()
+        return rendered
+
+    def stop(self, wait: bool = True, timeout: float = 10.0) -> None:
+        """Ask the work to stop; with ``wait``, wait for it and show its last state."""
+        self._stop.set()
+        if wait:
+            self.join(timeout)
+
+    def join(self, timeout: float | None = 30.0) -> None:
+        """Wait for the work to end, then flush (render the last snapshot, call on_done)."""
+        if self._thread is not threading.current_thread():
+            self._job_done.wait(timeout)
+        if self._job_done.is_set():
+            self.flush()
+
+    def shutdown(self) -> None:
+        """Stop the work without waiting (a closed session)."""
+        super().shutdown()
+        self._stop_periodic()
+
+    # -- scheduling on the session's loop
+    def _start_periodic(self) -> None:
+        self._stop_periodic()
+        try:
+            if pn.state.curdoc is not None or _running_loop():
+                self._periodic = pn.state.add_periodic_callback(self.flush, period=self.period, start=True)
+        except Exception:
+            self._periodic = None
+
+    def _stop_periodic(self) -> None:
+        periodic, self._periodic = self._periodic, None
+        try:
+            if periodic is not None:
+                periodic.stop()
+        except Exception:
+            pass
+
+
+def sync_url(viewer: param.Parameterized, names: Sequence[str]) -> None:
+    """Mirror parameters in the page URL's query string (both ways) when served; a no-op elsewhere."""
+    try:
+        if pn.state.location is not None and pn.state.curdoc is not None:
+            pn.state.location.sync(viewer, {n: n for n in names})
+    except Exception:
+        traceback.print_exc()
