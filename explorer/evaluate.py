@@ -22,7 +22,7 @@ unreadable images (each named; no table is written).
 
 Scale-out: ``--workers N`` (a local Dask cluster of N processes) or ``--scheduler ADDRESS`` (a running
 Dask cluster) splits the images into batches scored by the workers (each opens the models once; see
-:mod:`explorer.distributed`). Since an image's noise depends only on (seed, index, σ) and the means
+:mod:`explorer.distributed`, the Dask runner of :mod:`explorer.runner`'s hook). Since an image's noise depends only on (seed, index, σ) and the means
 are summed in image order, the table is identical to the single-machine one. Workers read the models
 and images by path: on a remote cluster both must be at the same path on every worker.
 """
@@ -31,44 +31,34 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoints import CheckpointError, load
-from .convert import import_legacy
-from .data.files import ImageFileError, list_images, load_image
-from .data.testsets import SetImage, builtin_set, is_builtin_set
+from . import runner as runners
+from .checkpoints import CheckpointError
+from .data.files import ImageFileError, list_images
+from .data.testsets import builtin_set, is_builtin_set
 from .denoisers import Denoiser, GaussianSmoothing, HaarShrinkage, WienerFilter
 from .denoisers.base import SigmaLike
 from .handle import ModelHandle
+from .imagesets import Failures, ImageRef, each_image, image_name, noisy_image, open_model, portable, read_image  # noqa: F401
 from .metrics import psnr, ssim
-
-if TYPE_CHECKING:
-    from distributed import Client
+from .runner import Runner
 
 Results = dict[str, dict[float, dict[str, float]]]
 #: {model name: {σ: (PSNR, SSIM)}} of one image.
 ImageScores = dict[str, dict[float, tuple[float, float]]]
-#: (file name, reason) of every image that could not be used.
-Failures = list[tuple[str, str]]
-T = TypeVar("T")
 
 
 class EvaluationError(ValueError):
     """A benchmark that cannot run; the message names the model, folder or package at fault."""
-
-
-def noisy_image(image: np.ndarray, sigma: float, seed: int, index: int) -> np.ndarray:
-    """y = x + σ z with z drawn from a generator seeded by (seed, index, σ in 1/1000 of an 8-bit level)."""
-    key = np.random.SeedSequence([seed, index, int(round(sigma * 255_000))])
-    z = np.random.default_rng(key).standard_normal(image.shape, dtype=np.float64)
-    return (image + sigma * z).astype(np.float32)
 
 
 def _check(names: Sequence[str], images: int, sigmas: Sequence[float], seed: int) -> None:
@@ -120,38 +110,19 @@ def evaluate_models(
     return mean_scores(scores)
 
 
-#: An image of a benchmark: a file, or an image of a built-in set that any process can make.
-ImageRef = str | Path | SetImage
-
-
-def read_image(ref: ImageRef, gray: bool) -> np.ndarray:
-    """The image a reference names, in [0, 1] (built-in sets are gray)."""
-    return ref.load() if isinstance(ref, SetImage) else load_image(ref, gray=gray)
-
-
-def image_name(ref: ImageRef) -> str:
-    return ref.name if isinstance(ref, SetImage) else Path(ref).name
-
-
-def each_image(fn: Callable[[int, np.ndarray], T], files: Sequence[tuple[int, ImageRef]], gray: bool,
-               desc: str, progress: bool = False) -> tuple[dict[int, T], Failures]:
-    """{index: fn(index, image)} over (index, image reference) pairs; an image that cannot be read or
-    used is recorded in the failures as (file name, reason) instead."""
-    done: dict[int, T] = {}
-    failures: Failures = []
-    for i, ref in tqdm(files, desc=desc, unit="image", disable=not progress):
-        try:
-            done[i] = fn(i, read_image(ref, gray))
-        except (ValueError, RuntimeError) as e:  # ImageFileError is a ValueError
-            failures.append((image_name(ref), str(e)))
-    return done, failures
-
-
 def score_files(handles: Sequence[ModelHandle], files: Sequence[tuple[int, ImageRef]], sigmas: Sequence[float],
                 seed: int, progress: bool = False) -> tuple[dict[int, ImageScores], Failures]:
     """:func:`score_image` of every (index, path) pair, and the files that failed."""
     gray = handles[0].channels == 1
     return each_image(lambda i, x: score_image(handles, x, i, sigmas, seed), files, gray, "evaluate", progress)
+
+
+def score_task(files: Sequence[tuple[int, ImageRef]], lineup: Lineup, fingerprints: tuple[str, ...],
+               sigmas: Sequence[float], seed: int) -> tuple[dict[int, ImageScores], Failures]:
+    """A runner task: :func:`score_files` of the ``lineup`` (opened once per process and checked
+    against the caller's weight ``fingerprints``) on (index, image) pairs."""
+    handles = runners.opened(("evaluate", lineup, fingerprints), lambda: runners.verified(lineup.open(), fingerprints))
+    return score_files(handles, files, sigmas, seed)
 
 
 @dataclass(frozen=True)
@@ -188,24 +159,29 @@ def benchmark(
     files: Sequence[ImageRef],
     sigmas: Sequence[float],
     seed: int = 0,
-    client: Client | None = None,
+    runner: Runner | None = None,
     progress: bool = True,
     handles: Sequence[ModelHandle] | None = None,
+    client: Any = None,
 ) -> Benchmark:
-    """Score the ``lineup`` on images (files or built-in set images), locally or on the workers of a Dask ``client``.
+    """Score the ``lineup`` on images (files or built-in set images), batch by batch through ``runner``
+    (:mod:`explorer.runner`; default: serially here, e.g. ``explorer.distributed.DaskRunner(client)``
+    for a Dask cluster). ``client=`` is the deprecated spelling of ``runner=DaskRunner(client)``.
 
     ``handles`` are the lineup already opened in this process (opened here if not given). Image i is
-    the i-th of ``files`` whichever process scores it, so both paths give the same numbers.
+    the i-th of ``files`` whichever process scores it, so every runner gives the same numbers.
     """
+    run = runners.resolve(runner, client)
     handles = list(handles) if handles is not None else lineup.open()
     _check([h.name for h in handles], len(files), sigmas, seed)
     indexed = list(enumerate(files))
-    if client is None:
-        scores, failures = score_files(handles, indexed, sigmas, seed, progress)
-    else:
-        from .distributed import remote_scores
-
-        scores, failures = remote_scores(client, lineup, handles, indexed, sigmas, seed, progress)
+    if runners.is_in_process(run):
+        task = partial(score_files, handles, sigmas=sigmas, seed=seed, progress=progress)
+    else:  # other processes open the lineup themselves, by name, and check the weights
+        fingerprints = tuple(runners.model_fingerprint(h) for h in handles)
+        task = partial(score_task, lineup=lineup, fingerprints=fingerprints, sigmas=list(sigmas), seed=seed)
+        indexed = portable(indexed)
+    scores, failures = runners.merge(run(task, indexed, desc="evaluate", progress=progress))
     if not scores:
         raise EvaluationError(f"every image failed: {'; '.join(f'{n}: {r}' for n, r in failures)}")
     return Benchmark(mean_scores([scores[i] for i in sorted(scores)]), len(scores), failures)
@@ -236,15 +212,6 @@ class BM3D(Denoiser):
             else:
                 out.append(np.moveaxis(self._bm3d.bm3d_rgb(np.moveaxis(img, 0, -1), sigma_psd=si), -1, 0))
         return torch.as_tensor(np.stack(out), dtype=y.dtype, device=y.device)
-
-
-def open_model(spec: str) -> ModelHandle:
-    """A catalog name / ``.safetensors`` / ``.json`` path, or a lab ``.pt`` file imported in memory."""
-    path = Path(spec)
-    if path.suffix in {".pt", ".pth"}:
-        legacy = import_legacy(path)
-        return ModelHandle(legacy.model, card=legacy.fields, name=legacy.name)
-    return load(spec)
 
 
 def baselines(bm3d: bool, classical: bool, channels: int) -> list[ModelHandle]:
@@ -323,10 +290,10 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     handles = lineup.open()
     dataset, files = benchmark_images(args.data, args.limit)
     sigmas = [s / args.scale for s in args.sigma]
-    from .distributed import client_for
+    from .distributed import runner_for
 
-    with client_for(args.scheduler, args.workers) as client:
-        bench = benchmark(lineup, files, sigmas, args.seed, client, progress=not args.quiet, handles=handles)
+    with runner_for(args.scheduler, args.workers) as runner:
+        bench = benchmark(lineup, files, sigmas, args.seed, runner, progress=not args.quiet, handles=handles)
     if bench.failures:
         raise EvaluationError(f"{len(bench.failures)} of {len(files)} images unusable: "
                               + "; ".join(f"{name}: {reason}" for name, reason in bench.failures))

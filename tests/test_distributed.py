@@ -12,7 +12,7 @@ from PIL import Image
 from explorer.checkpoints import save_model
 from explorer.data.files import list_images
 from explorer.denoisers import DnCNN
-from explorer.distributed import client_for, effective_dims, split
+from explorer.distributed import DaskRunner, client_for, effective_dims, runner_for, split
 from explorer.energies import compute_energies, items_for, items_for_source, source_spec
 from explorer.energies import main as energies_main
 from explorer.energy import EnergyUNet
@@ -29,6 +29,12 @@ def client():
     """One 2-process local cluster for the whole module, shut down at the end."""
     with client_for(workers=2) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def dask(client):
+    """The runner hook on that cluster."""
+    return DaskRunner(client)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +73,7 @@ def test_split_covers_the_sequence_in_order(client):
     assert max(map(len, split(list(range(37)), client, most=3))) == 3
 
 
-def test_energies_match_local_and_share_the_cache(client, folder, models, tmp_path, monkeypatch):
+def test_energies_match_local_and_share_the_cache(client, dask, folder, models, tmp_path, monkeypatch):
     from explorer import load
 
     monkeypatch.setenv("EXPLORER_ENERGY_CACHE", str(tmp_path / "cache"))
@@ -75,7 +81,7 @@ def test_energies_match_local_and_share_the_cache(client, folder, models, tmp_pa
     source = source_spec(str(folder))
     local = compute_energies(model, items_for(str(folder)), source, batch=5, use_cache=False, progress=False)
     remote = compute_energies(model, items_for_source(source), source, batch=5, progress=False,
-                              client=client, model_ref=models[0])
+                              runner=dask, model_ref=models[0])
     assert remote.cached == 0 and len(remote.labels) == GOOD
     order = [remote.labels.index(label) for label in local.labels]
     np.testing.assert_allclose(remote.values[order], local.values, rtol=1e-6)
@@ -85,13 +91,13 @@ def test_energies_match_local_and_share_the_cache(client, folder, models, tmp_pa
     np.testing.assert_array_equal(again.values, remote.values)
     for report in (local, remote, again):  # the broken file: reported, not dropped
         assert [label for label, _ in report.failures] == ["broken.png"]
-    opened = client.run(lambda: [key[0] for key in __import__("explorer.distributed").distributed._OPENED])
+    opened = client.run(lambda: [key[0] for key in __import__("explorer.runner").runner._OPENED])
     assert len(opened) == 2 and all("energy" in kinds for kinds in opened.values())  # both workers took batches
     with pytest.raises(ValueError, match="model_ref"):
-        compute_energies(model, items_for(str(folder)), source, use_cache=False, progress=False, client=client)
+        compute_energies(model, items_for(str(folder)), source, use_cache=False, progress=False, runner=dask)
 
 
-def test_workers_refuse_other_weights(client, folder, models, tmp_path, monkeypatch):
+def test_workers_refuse_other_weights(dask, folder, models, tmp_path, monkeypatch):
     from explorer import load
 
     monkeypatch.setenv("EXPLORER_ENERGY_CACHE", str(tmp_path / "cache"))
@@ -102,7 +108,7 @@ def test_workers_refuse_other_weights(client, folder, models, tmp_path, monkeypa
         other.log_z.fill_(0.0)
     with pytest.raises(RuntimeError, match="other weights"):
         compute_energies(other.eval(), items_for(str(folder)), source_spec(str(folder)), progress=False,
-                         client=client, model_ref=models[0])
+                         runner=dask, model_ref=models[0])
     assert not (tmp_path / "cache").exists()
 
 
@@ -118,12 +124,12 @@ def test_energies_cli_on_a_scheduler(client, folder, models, tmp_path, monkeypat
     assert ra["failures"] == rb["failures"] == [{"label": "broken.png", "reason": rb["failures"][0]["reason"]}]
 
 
-def test_evaluation_table_matches_local(client, folder, models):
+def test_evaluation_table_matches_local(dask, folder, models):
     lineup = Lineup((models[1],), classical=True)
     files = list_images(folder)
     sigmas = [15 / 255, 50 / 255]
     local = benchmark(lineup, files, sigmas, seed=3, progress=False)
-    remote = benchmark(lineup, files, sigmas, seed=3, client=client, progress=False)
+    remote = benchmark(lineup, files, sigmas, seed=3, runner=dask, progress=False)
     assert remote.results == local.results  # bit for bit: same noise per image, same summation order
     assert set(remote.results) == {"tiny-cnn", "gaussian", "wiener", "haar"}
     assert all(math.isfinite(c["psnr"]) for row in remote.results.values() for c in row.values())
@@ -148,9 +154,9 @@ def test_evaluate_cli_on_a_scheduler(client, folder, models, tmp_path, capsys):
         assert "broken.png" in err and "1 of 13 images unusable" in err
 
 
-def test_effective_dims_match_local(client, folder, models):
+def test_effective_dims_match_local(dask, folder, models):
     local = effective_dims(models[1], folder, 25 / 255, seed=1, progress=False)
-    remote = effective_dims(models[1], folder, 25 / 255, seed=1, client=client, progress=False)
+    remote = effective_dims(models[1], folder, 25 / 255, seed=1, runner=dask, progress=False)
     assert remote.labels == local.labels and len(local.labels) == GOOD
     assert {e.method for e in remote.estimates} == {"exact"}  # 16×16 and 16×24 images: dense Jacobians
     np.testing.assert_allclose(remote.values, local.values, rtol=1e-6)
@@ -161,5 +167,29 @@ def test_effective_dims_match_local(client, folder, models):
 def test_client_for_needs_one_place():
     with client_for() as c:
         assert c is None
+    with runner_for() as r:
+        assert r is None  # the library's serial default
     with pytest.raises(ValueError, match="not both"), client_for("tcp://127.0.0.1:1", 2):
         pass
+
+
+def test_client_argument_is_a_deprecated_alias_of_the_dask_runner(client, folder, models, tmp_path, monkeypatch):
+    from explorer import load
+
+    monkeypatch.setenv("EXPLORER_ENERGY_CACHE", str(tmp_path / "cache"))
+    lineup = Lineup((models[1],))
+    files = list_images(folder)
+    with pytest.warns(DeprecationWarning, match="runner="):
+        old = benchmark(lineup, files, [25 / 255], seed=3, client=client, progress=False)
+    assert old.results == benchmark(lineup, files, [25 / 255], seed=3, progress=False).results
+    with pytest.warns(DeprecationWarning):
+        dims = effective_dims(models[1], folder, 25 / 255, seed=1, client=client, progress=False)
+    assert dims.labels == effective_dims(models[1], folder, 25 / 255, seed=1, progress=False).labels
+    model = load(models[0], device="cpu").model
+    source = source_spec(str(folder))
+    with pytest.warns(DeprecationWarning):
+        rep = compute_energies(model, items_for(str(folder)), source, use_cache=False, progress=False,
+                               client=client, model_ref=models[0])
+    assert len(rep.labels) == GOOD
+    with pytest.raises(ValueError, match="not both"), pytest.warns(DeprecationWarning):
+        benchmark(lineup, files, [25 / 255], client=client, runner=DaskRunner(client), progress=False)

@@ -255,3 +255,28 @@ def test_write_card_records_the_held_out_nll_with_its_command(tmp_path, monkeypa
     assert metrics["heldout_bits_per_dim_8bit"] == pytest.approx(entry["mean_bits_per_dim"], abs=1e-4)
     assert metrics["heldout_bits_per_dim"] == pytest.approx(entry["mean_bits_per_dim"] - 8, abs=1e-4)
     assert [lab.split()[0] for lab in rep["labels"]] == ["held-out"] * 4
+
+
+def test_read_cache_lists_what_the_cache_holds_and_a_runner_computes_the_rest(folder, tmp_path, monkeypatch):
+    from explorer.energies import cache_path, read_cache
+
+    monkeypatch.setenv("EXPLORER_ENERGY_CACHE", str(tmp_path / "cache"))
+    model = gaussian_energy_model()
+    items = [it for it in folder_items(folder) if it.label != "broken.png"]
+    assert read_cache(cache_path(model, "src")) == {}
+    compute_energies(model, items[:3], "src", progress=False)
+    held = read_cache(cache_path(model, "src"))
+    assert set(held) == {it.key for it in items[:3]}
+    for nats, d, sd in held.values():
+        assert math.isfinite(nats) and d == 64 and math.isnan(sd)
+    batches = []
+
+    def serial_in_twos(fn, todo, *, most=None, desc="", progress=False):
+        batches.extend(len(todo[i:i + 2]) for i in range(0, len(todo), 2))
+        return [fn(list(todo[i:i + 2])) for i in range(0, len(todo), 2)]
+
+    serial_in_twos.in_process = True  # it may be handed closures over the model
+    rep = compute_energies(model, items, "src", progress=False, runner=serial_in_twos)
+    assert rep.cached == 3 and sum(batches) == len(items) - 3 and max(batches) == 2
+    reference = compute_energies(model, items, "src", use_cache=False, progress=False)
+    np.testing.assert_allclose(rep.values, reference.values, rtol=1e-6)

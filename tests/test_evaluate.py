@@ -255,8 +255,46 @@ def test_cli_on_a_builtin_set_writes_the_table_and_its_command_into_the_card(ben
 
 def test_workers_get_builtin_set_images_as_they_are_and_files_as_absolute_paths(tmp_path, monkeypatch):
     from explorer.data.testsets import SetImage
-    from explorer.distributed import _indexed_paths
+    from explorer.imagesets import portable
 
     monkeypatch.chdir(tmp_path)
     image = SetImage("discs", 0, 16)
-    assert _indexed_paths([(0, image), (1, "a.png")]) == [(0, image), (1, str(tmp_path / "a.png"))]
+    assert portable([(0, image), (1, "a.png")]) == [(0, image), (1, str(tmp_path / "a.png"))]
+
+
+def test_a_runner_of_picklable_tasks_gives_the_serial_table(bench):
+    """The runner hook: a plain thread-pool runner (not in-process, so the tasks open the lineup by path
+    and check its weights) scores exactly as the default serial map; ``client=`` still works, deprecated."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from explorer.data.files import list_images
+    from explorer.evaluate import Lineup, benchmark
+    from explorer.runner import ExecutorRunner
+
+    data, card = bench
+    lineup = Lineup((str(card.with_suffix(".safetensors")),), classical=True)
+    files = list_images(data)
+    here = benchmark(lineup, files, [15 / 255, 50 / 255], seed=2, progress=False)
+    calls = []
+
+    def plain(fn, items, **kw):  # the smallest runner: a map over one-item batches
+        calls.append(len(items))
+        return [fn([it]) for it in items]
+
+    assert benchmark(lineup, files, [15 / 255, 50 / 255], seed=2, runner=plain, progress=False).results == here.results
+    assert calls == [2]
+    with ThreadPoolExecutor(2) as pool:
+        pooled = benchmark(lineup, files, [15 / 255, 50 / 255], seed=2, runner=ExecutorRunner(pool), progress=False)
+        assert pooled.results == here.results
+        with pytest.warns(DeprecationWarning, match="runner="):
+            assert benchmark(lineup, files, [15 / 255, 50 / 255], seed=2, client=pool, progress=False).results == here.results
+
+
+def test_the_library_never_imports_dask():
+    import subprocess
+    import sys
+
+    code = ("import sys, explorer.evaluate, explorer.energies, explorer.effective_dims; "
+            "print(any(m == 'distributed' or m.startswith(('distributed.', 'dask')) for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
