@@ -311,3 +311,37 @@ def test_lab_bf_dncnn_adaptive_filters():
     assert dims[10] > dims[100]
     slope = math.log(dims[100] / dims[10]) / math.log(10)
     assert -1.2 < slope < -0.6, dims
+
+
+def test_partial_shrinkage_sums_the_first_terms_in_numpy_and_torch(bf, y):
+    lam, E, recon = J.shrinkage(bf, y, 6)
+    torch.testing.assert_close(J.partial_shrinkage(lam, E, y[0]), recon, rtol=1e-5, atol=1e-6)
+    part = J.partial_shrinkage(lam.numpy(), E[:, 0].numpy(), y[0, 0].numpy(), 3)  # one channel, as the GAHB tool
+    Ef = E[:3, 0].reshape(3, -1).double().numpy()
+    expected = ((lam[:3].double().numpy() * (Ef @ y[0, 0].double().numpy().ravel())) @ Ef).reshape(part.shape)
+    assert part.dtype == np.float64 and part.shape == tuple(y.shape[-2:])
+    np.testing.assert_allclose(part, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_sigma_is_the_first_optional_argument_of_every_function():
+    """One name and one place for σ: f(handle, y[, V | U | pixel | k], sigma=None, *, options)."""
+    import inspect
+
+    for name in ("jvp", "vjp", "row", "row_sums", "full_jacobian", "top_singular", "shrinkage", "effective_dim",
+                 "sum_sq_singular", "symmetry", "linearize"):
+        params = list(inspect.signature(getattr(J, name)).parameters.values())
+        first_optional = next(p for p in params if p.default is not inspect.Parameter.empty)
+        assert first_optional.name == "sigma", name
+        later = params[params.index(first_optional) + 1:]
+        assert all(p.kind in (p.KEYWORD_ONLY, p.VAR_POSITIONAL) for p in later), name
+
+
+def test_the_old_positional_order_of_the_estimators_still_works_deprecated(bf, y):
+    new = J.effective_dim(bf, y, None, method="hutchinson", probes=8, seed=3)
+    with pytest.warns(DeprecationWarning, match="deprecated"):
+        old = J.effective_dim(bf, y, "hutchinson", 8, None, 3)
+    assert old == new
+    with pytest.warns(DeprecationWarning):
+        assert J.symmetry(bf, y, "exact") == J.symmetry(bf, y, method="exact")
+    with pytest.raises(TypeError, match="keyword"):
+        J.sum_sq_singular(bf, y, None, "exact")

@@ -1,0 +1,125 @@
+"""Matrix-free block Krylov methods on a :class:`~explorer.linearization.Linearization`: the top-k
+singular triplets of A (block Golub–Kahan) and the top-k eigenpairs of its symmetric part (block
+Lanczos), used by :func:`explorer.jacobian.top_singular` and :func:`explorer.jacobian.shrinkage`."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .linearization import Linearization
+
+
+def _work_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _orthonormal_rows(Y: Tensor, basis: Tensor | None, gen: torch.Generator) -> Tensor:
+    """Orthonormal rows spanning Y's part orthogonal to the (orthonormal) rows of ``basis``.
+
+    Two rounds of projection + QR (classical Gram–Schmidt twice is enough); directions Y lacks
+    (rank deficiency) are filled with random ones so the block keeps its size.
+    """
+    for _ in range(2):
+        if basis is not None:
+            Y = Y - (Y @ basis.T) @ basis
+        Q, R = torch.linalg.qr(Y.T)
+        d = R.diagonal().abs()
+        weak = d <= 1e-10 * d.max().clamp_min(torch.finfo(Y.dtype).tiny)
+        if weak.any():
+            fill = torch.randn(Y.shape[1], int(weak.sum()), generator=gen, dtype=Y.dtype, device="cpu").to(Y.device)
+            Q[:, weak] = fill / math.sqrt(Y.shape[1])
+        Y = Q.T
+    return Y
+
+
+def _products(lin: Linearization, fn, rows: Tensor) -> Tensor:
+    """Apply a batched product of ``lin`` to flat rows (m, N) in the work dtype."""
+    out = fn(rows.to(lin.y.dtype).reshape(-1, *lin.shape))
+    return out.reshape(len(rows), -1).to(rows.dtype)
+
+
+def _start(lin: Linearization, block: int, seed: int) -> tuple[torch.Generator, Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    omega = torch.randn(block, lin.n, generator=gen, dtype=_work_dtype(lin.y.device)).to(lin.y.device)
+    return gen, omega
+
+
+def _block_size(k: int, n: int, oversample: int | None) -> int:
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be between 1 and N = {n}, got {k}")
+    return min(n, k + (oversample if oversample is not None else max(8, k // 2)))
+
+
+def _orient(vectors: Tensor) -> Tensor:
+    """Fix each vector's arbitrary sign so that its entries sum to ≥ 0."""
+    return vectors * torch.where(vectors.sum(dim=1, keepdim=True) < 0, -1.0, 1.0).to(vectors.dtype)
+
+
+def _project_out(Y: Tensor, K: Tensor) -> Tensor:
+    """(I − KᵀK) applied to the rows of Y (K has orthonormal rows), twice for stability."""
+    for _ in range(2):
+        Y = Y - (Y @ K.T) @ K
+    return Y
+
+
+def _svd_krylov(lin: Linearization, k: int, oversample: int | None, steps: int, tol: float, seed: int):
+    """Block Golub–Kahan (Krylov) SVD with Rayleigh–Ritz and residual-based stopping.
+
+    Orthonormal row blocks K_0 = orth(A Ω), K_{t+1} = orth(A Z_t) ⊥ K_{≤t} with Z_t = orth(W_t),
+    W_t = K_t A (the VJPs Aᵀ K_t). With W = K A = P S Qᵀ the Ritz triplets are u = Kᵀp, s, v = q.
+    Since A Aᵀ K_j ⊂ span K_{≤j+1}, the residual A v_i − s_i u_i = (I − KᵀK) A v_i involves only
+    v_i's part in the last block, d_i = W_tᵀ c_i, and A d_i = (A Z_t)ᵀ (Z_t d_i) uses the JVPs of
+    the next step: no extra products. Stops when every ‖A v_i − s_i u_i‖ ≤ tol · s_1 (i ≤ k), or
+    after ``steps`` extensions.
+    """
+    b = _block_size(k, lin.n, oversample)
+    gen, omega = _start(lin, b, seed)
+    K = _orthonormal_rows(_products(lin, lin.jvp, omega), None, gen)
+    W = _products(lin, lin.vjp, K)
+    for _ in range(steps):
+        if len(K) + b > lin.n:
+            break
+        evals, P = torch.linalg.eigh(W @ W.T)  # W Wᵀ = P S² Pᵀ
+        S, P = evals.flip(0)[:k].clamp_min(0).sqrt(), P.flip(1)[:, :k]
+        D = (P[-b:] / S.clamp_min(torch.finfo(S.dtype).tiny)).T @ W[-b:]  # rows d_i = W_tᵀ c_i
+        Z = _orthonormal_rows(W[-b:], None, gen)
+        Y = _project_out(_products(lin, lin.jvp, Z), K)
+        if ((D @ Z.T) @ Y).norm(dim=1).max() <= tol * S[0]:
+            break
+        new = _orthonormal_rows(Y, K, gen)
+        K, W = torch.cat([K, new]), torch.cat([W, _products(lin, lin.vjp, new)])
+    P, S, Qh = torch.linalg.svd(W, full_matrices=False)
+    U, V = P[:, :k].T @ K, Qh[:k]
+    sign = torch.where(U.sum(dim=1, keepdim=True) < 0, -1.0, 1.0).to(U.dtype)
+    return S[:k], U * sign, V * sign
+
+
+
+def _eig_krylov(lin: Linearization, k: int, oversample: int | None, steps: int, tol: float, seed: int):
+    """Block Lanczos for A_s = (A + Aᵀ)/2: K_0 = orth(A_s Ω), K_{t+1} = orth(A_s K_t) ⊥ K_{≤t}, with
+    S = K A_s kept. Rayleigh–Ritz T = K A_s Kᵀ = Θ diag(λ) Θᵀ, eigenvectors e = Θᵀ K, the k largest λ
+    (algebraic). Residuals A_s e_i − λ_i e_i = (I − KᵀK) Sᵀθ_i need no extra products; stops when all
+    are ≤ tol · max|λ|, or after ``steps`` extensions."""
+    b = _block_size(k, lin.n, oversample)
+    gen, omega = _start(lin, b, seed)
+    K = _orthonormal_rows(_products(lin, lin.sym, omega), None, gen)
+    S = _products(lin, lin.sym, K)
+
+    def ritz() -> tuple[Tensor, Tensor]:
+        T = K @ S.T
+        lam, theta = torch.linalg.eigh(0.5 * (T + T.T))
+        return lam.flip(0)[:k], theta.flip(1)[:, :k]
+
+    for _ in range(steps):
+        if len(K) + b > lin.n:
+            break
+        lam, theta = ritz()
+        if _project_out(theta.T @ S, K).norm(dim=1).max() <= tol * lam.abs().max():
+            break
+        new = _orthonormal_rows(S[-b:], K, gen)
+        K, S = torch.cat([K, new]), torch.cat([S, _products(lin, lin.sym, new)])
+    lam, theta = ritz()
+    return lam, _orient(theta.T @ K)
+
