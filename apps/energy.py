@@ -1,8 +1,8 @@
 """Energies −log p(x) of a data set under an energy model, as a web app: ``panel serve apps/energy.py``."""
 import panel as pn
 
-from explorer.ui.common import limit_torch_threads
 from explorer.ui.energy_view import EnergyView
+from explorer.ui.theme import limit_torch_threads
 
 pn.extension("mathjax", notifications=True)
 limit_torch_threads()

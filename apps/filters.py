@@ -1,8 +1,8 @@
 """Adaptive filters (Jacobian rows) as a web app: ``panel serve apps/filters.py``."""
 import panel as pn
 
-from explorer.ui.common import limit_torch_threads
 from explorer.ui.filters_view import FiltersView
+from explorer.ui.theme import limit_torch_threads
 
 pn.extension("mathjax", notifications=True)
 limit_torch_threads()

@@ -4,8 +4,9 @@ The settings are mirrored in the URL (``?kind=super-resolution&size=32&samples=2
 """
 import panel as pn
 
-from explorer.ui.common import limit_torch_threads, sync_url
 from explorer.ui.inverse_view import InverseView
+from explorer.ui.tasks import sync_url
+from explorer.ui.theme import limit_torch_threads
 
 pn.extension("mathjax", notifications=True)
 limit_torch_threads()

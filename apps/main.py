@@ -4,8 +4,9 @@
 """
 import panel as pn
 
-from explorer.ui.common import limit_torch_threads, sync_url
 from explorer.ui.explorer_app import ExplorerApp
+from explorer.ui.tasks import sync_url
+from explorer.ui.theme import limit_torch_threads
 
 pn.extension("mathjax", notifications=True)
 limit_torch_threads()

@@ -4,8 +4,9 @@ The settings are mirrored in the URL (``?beta=0.2&size=32&batch=1``), so a view 
 """
 import panel as pn
 
-from explorer.ui.common import limit_torch_threads, sync_url
 from explorer.ui.sampler_view import SamplerView
+from explorer.ui.tasks import sync_url
+from explorer.ui.theme import limit_torch_threads
 
 pn.extension("mathjax", notifications=True)
 limit_torch_threads()

@@ -1,7 +1,7 @@
 """Denoising and sampling in 2-D (the teaching picture) as a web app: ``panel serve apps/toy2d.py``."""
 import panel as pn
 
-from explorer.ui.common import limit_torch_threads
+from explorer.ui.theme import limit_torch_threads
 from explorer.ui.toy2d_view import Toy2DView
 
 pn.extension("mathjax", notifications=True)

@@ -34,7 +34,7 @@ def test_calpha_means_alpha_two_everywhere():
     ds = registry.dataset("calpha")
     assert ds.params == {"alpha": 2.0}
     np.testing.assert_array_equal(ds.test_image(3, 24), random_calpha(1, 24, alpha=2.0, seed=registry.TEST_SEED + 3)[0])
-    from explorer.ui.common import synthetic_image
+    from explorer.ui.sources import synthetic_image
 
     np.testing.assert_array_equal(synthetic_image("C^α contour", 24, 5), random_calpha(1, 24, alpha=2.0, seed=5)[0])
 

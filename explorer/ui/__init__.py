@@ -1,10 +1,22 @@
 """Panel tools of the Denoiser Explorer.
 
-Every tool is a :class:`panel.viewable.Viewer` whose state lives in ``param`` parameters, so the same
-object works in ``panel serve`` and in a notebook (``pn.extension()`` and then display it). The
-shared pieces (template, image plots, model picker, image source, run controls, downloads and the
-background worker) live in :mod:`explorer.ui.common`. Tools are imported lazily, e.g.
+Every tool is a :class:`~explorer.ui.toolview.ToolView` (a :class:`panel.viewable.Viewer`) whose
+state lives in ``param`` parameters, so the same object works in ``panel serve`` and in a notebook
+(``pn.extension()`` and then display it). The shared pieces, one job per module:
+
+- :mod:`~explorer.ui.theme` — names, colours, sizes, the page template;
+- :mod:`~explorer.ui.text` — Markdown/LaTeX, explanation cards, alerts and toasts, number formats;
+- :mod:`~explorer.ui.plots` — HoloViews images in the house style, live bokeh images, colour maps;
+- :mod:`~explorer.ui.models` — the shared model handles and the model picker;
+- :mod:`~explorer.ui.sources` — the image source (built-in, synthetic, upload, kept sample);
+- :mod:`~explorer.ui.controls` — the Step / Play / Pause / Reset controls;
+- :mod:`~explorer.ui.tasks` — the background runner (latest request wins, progress, stop);
+- :mod:`~explorer.ui.export` — PNG / NPZ downloads;
+- :mod:`~explorer.ui.toolview` — the sidebar-beside-main layout of every tool.
+
+A view never imports another view. Tools are imported lazily, e.g.
 ``from explorer.ui.sampler_view import SamplerView``, so importing this package stays cheap.
 """
 
-__all__ = ["common", "mask", "sampler_view", "inverse_view"]
+__all__ = ["controls", "export", "mask", "models", "plots", "sources", "tasks", "text", "theme", "toolview",
+           "sampler_view", "inverse_view"]

@@ -41,24 +41,14 @@ from explorer.data import BUILTIN_IMAGES, ImageFileError, builtin_image, square_
 from explorer.data.builtin import SKIMAGE_DATA_DIR, builtin_path
 from explorer.data.mnist import default_mnist_path
 
-from .common import (
-    ACCENT,
-    ModelPicker,
-    alert,
-    decode_upload,
-    downloads,
-    explanation,
-    fmt_number,
-    get_handle,
-    gray_image,
-    make_template,
-    model_names,
-    notify,
-    npz_bytes,
-    png_bytes,
-    show_alert,
-)
-from .filters_view import LatestTask
+from .export import downloads, npz_bytes, png_bytes
+from .models import ModelPicker, get_handle, model_names
+from .plots import gray_image
+from .sources import decode_upload
+from .tasks import LatestTask
+from .text import alert, explanation, fmt_number, notify, show_alert
+from .theme import ACCENT
+from .toolview import ToolView
 
 MNIST_HELD_OUT = "MNIST held-out digits (the last 500, never trained on)"
 MNIST_TRAINING = "MNIST training digits (the first 9500)"
@@ -202,7 +192,7 @@ class DataSetError(RuntimeError):
     """The chosen data set cannot be listed (MNIST missing, no such folder, no images)."""
 
 
-class EnergyView(pn.viewable.Viewer):
+class EnergyView(ToolView):
     """Energies of a data set under an energy model: histogram (+ Gumbel fit, references), extremes,
     the images of a clicked bin, one chosen image placed on the histogram.
 
@@ -213,6 +203,8 @@ class EnergyView(pn.viewable.Viewer):
     Results: ``report`` (an :class:`explorer.energies.EnergyReport`), ``items`` (its images),
     ``references`` (:func:`explorer.energies.reference_energies`), ``probe_image`` / ``probe_nats``.
     """
+
+    title = "Energies of images"
 
     dataset = param.Selector(objects=list(DATASETS), default=DATASETS[0], doc="Images whose energies are computed")
     folder = param.String(default="", doc="Folder of images (PNG, JPEG, TIFF…) for the 'image folder' data set")
@@ -954,13 +946,6 @@ class EnergyView(pn.viewable.Viewer):
             downloads(self._png, self._npz, self._basename),
             explanation(EXPLANATION, title="Energies: −log p(x) from dual score matching"),
             **sw)
-
-    def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Row(pn.Column(self.sidebar(), width=330), self.main(), sizing_mode="stretch_width")
-
-    def template(self) -> pn.template.FastListTemplate:
-        """The tool as a full page (used by ``apps/energy.py``)."""
-        return make_template("Energies of images", self.main(), self.sidebar())
 
 
 def _match(items: Sequence[energies.Item], rep: energies.EnergyReport, offset: int

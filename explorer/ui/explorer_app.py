@@ -15,7 +15,10 @@ import numpy as np
 import panel as pn
 import param
 
-from .common import ACCENT, gray_image, make_template, notify, tex
+from .plots import gray_image
+from .text import notify, tex
+from .theme import ACCENT
+from .toolview import ToolView
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
@@ -73,8 +76,10 @@ def _thumbnail(tool: Tool) -> pn.viewable.Viewable:
     return pn.pane.HoloViews(gray_image(tile, "", size=120), margin=(0, 70))
 
 
-class ExplorerApp(pn.viewable.Viewer):
+class ExplorerApp(ToolView):
     """Navigation over the overview page and every available tool; ``page`` is the key shown."""
+
+    title = "All tools"
 
     page = param.Selector(objects=["overview", *[t.key for t in TOOLS]], default="overview")
 
@@ -150,11 +155,13 @@ class ExplorerApp(pn.viewable.Viewer):
         self._main[:] = [pn.pane.Markdown(f"## {self.tool(key).title}", margin=(0, 10)), main]
         self._side[:] = [side] if side is not None else []
 
-    def template(self) -> pn.template.FastListTemplate:
-        return make_template("All tools", self._main, [self._nav, self._side])
+    def sidebar(self) -> list[pn.viewable.Viewable]:
+        """The navigation, then the open tool's controls."""
+        return [self._nav, self._side]
 
-    def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Row(pn.Column(self._nav, self._side, width=330), self._main, sizing_mode="stretch_width")
+    def main(self) -> pn.Column:
+        """The overview or the open tool's figures."""
+        return self._main
 
 
 __all__ = ["TOOLS", "ExplorerApp", "Tool", "ACCENT"]

@@ -5,18 +5,13 @@ pixel i of the estimate is an inner product x̂_i = ⟨a_i, y⟩ with row i of t
 the *adaptive filter* of that pixel. The filter comes from :func:`explorer.jacobian.row`; this
 module only chooses the image, the noise and the pixel, and shows up to three denoisers side by
 side for the same pixel (e.g. a bias-free CNN, a CNN with biases and Gaussian smoothing).
-
-It also holds :class:`LatestTask`, the "newest request wins" background runner shared by the
-filters, GAHB and toy-2D tools.
 """
 from __future__ import annotations
 
 import io
 import threading
 import time
-import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import holoviews as hv
@@ -29,22 +24,14 @@ import explorer
 from explorer import jacobian
 from explorer.metrics import psnr
 
-from .common import (
-    ImageSource,
-    LiveImage,
-    alert,
-    downloads,
-    explanation,
-    fmt_number,
-    get_handle,
-    gray_image,
-    make_template,
-    model_names,
-    notify,
-    npz_bytes,
-    png_bytes,
-    show_alert,
-)
+from .export import downloads, npz_bytes, png_bytes
+from .models import get_handle, model_names
+from .models import sigma_arg as _sigma_arg
+from .plots import LiveImage, gray_image
+from .sources import ImageSource
+from .tasks import LatestTask
+from .text import alert, explanation, fmt_number, notify, show_alert
+from .toolview import ToolView
 
 MAX_MODELS = 3
 MARKER_COLOR = "#19d219"
@@ -68,133 +55,6 @@ bias-free network \\(\langle a_i, y\rangle\\) equals \\(\hat x_i\\). The noise l
 (Mohan, Kadkhodaie, Simoncelli & Fernandez-Granda, *Robust and interpretable blind image denoising
 via bias-free convolutional neural networks*, ICLR 2020.)
 """
-
-
-# ------------------------------------------------------------------------------------------ background
-def _session_doc() -> Any:
-    doc = pn.state.curdoc
-    return doc if doc is not None and getattr(doc, "session_context", None) is not None else None
-
-
-class LatestTask:
-    """Run ``compute(request, stop, publish)`` off the event loop; the newest request wins.
-
-    ``submit(request)`` cancels the running computation (its ``stop`` event is set, and anything it
-    publishes afterwards is dropped) and queues the new one on a single worker thread. ``publish(x)``
-    hands ``x`` to ``render(x)`` on the session's event loop (next tick, document lock held), so a
-    computation can show partial results (stages, progress). Errors go to ``on_error(exc)`` on the
-    loop. Outside a served session (tests, plain Python) the computation runs inline, synchronously.
-    A destroyed session cancels the work.
-    """
-
-    def __init__(self, compute: Callable[[Any, threading.Event, Callable[[Any], None]], Any],
-                 render: Callable[[Any], Any], on_error: Callable[[BaseException], Any] | None = None,
-                 on_done: Callable[[], Any] | None = None, name: str = "explorer-task"):
-        self._compute, self._render, self._on_error, self._on_done = compute, render, on_error, on_done
-        self._name = name
-        self._gen = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._executor: ThreadPoolExecutor | None = None
-        self._doc: Any = None
-        self._hooked = False
-        self.running = False
-        self.last_seconds = 0.0  # wall time of the last finished computation
-
-    def bind(self, doc: Any = None) -> None:
-        """Remember the session document (call when the page is built); work is scheduled on it."""
-        doc = doc if doc is not None else _session_doc()
-        if doc is None:
-            return
-        self._doc = doc
-        if not self._hooked:
-            try:
-                pn.state.on_session_destroyed(lambda _ctx: self.shutdown())
-                self._hooked = True
-            except Exception:
-                pass
-
-    def _target_doc(self) -> Any:
-        return _session_doc() or self._doc
-
-    def submit(self, request: Any) -> None:
-        with self._lock:
-            self._gen += 1
-            gen = self._gen
-            self._stop.set()
-            self._stop = stop = threading.Event()
-        doc = self._target_doc()
-        if doc is None:  # no event loop to come back to: run now
-            self._run(gen, stop, request, None)
-            return
-        self.bind(doc)
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._name)
-        self.running = True
-        self._executor.submit(self._run, gen, stop, request, doc)
-
-    def cancel(self) -> None:
-        """Stop the running computation (its partial results stay on screen)."""
-        with self._lock:
-            self._gen += 1
-            self._stop.set()
-        self.running = False
-
-    def shutdown(self) -> None:
-        self.cancel()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
-
-    def current(self, gen: int) -> bool:
-        return gen == self._gen
-
-    def _call(self, doc: Any, gen: int, fn: Callable[[], Any]) -> None:
-        if doc is None:
-            fn()
-            return
-
-        def guarded() -> None:
-            if not self.current(gen):
-                return
-            if not pn.state.loaded:
-                # The page has not connected yet (or never will: a plain HTTP GET). HoloViews would
-                # re-schedule its plot refreshes on every tick until it does, a busy loop that starves
-                # the other sessions; look again in 100 ms instead (the callback dies with the session).
-                doc.add_timeout_callback(lambda: self._call(doc, gen, fn), 100)
-                return
-            fn()
-
-        from panel.io.state import set_curdoc
-
-        with set_curdoc(doc):
-            pn.state.execute(guarded, schedule=True)
-
-    def _run(self, gen: int, stop: threading.Event, request: Any, doc: Any) -> None:
-        if not self.current(gen):
-            return  # superseded while queued
-        t0 = time.perf_counter()
-
-        def publish(payload: Any) -> None:
-            if self.current(gen) and not stop.is_set():
-                self._call(doc, gen, lambda: self._render(payload))
-
-        try:
-            self._compute(request, stop, publish)
-        except BaseException as e:  # shown on the page
-            if doc is None:
-                traceback.print_exc()
-            err = e
-            self._call(doc, gen, lambda: self._on_error(err) if self._on_error else None)
-        finally:
-            def finish() -> None:
-                self.running = False
-                self.last_seconds = time.perf_counter() - t0
-                if self._on_done:
-                    self._on_done()
-
-            if self.current(gen):
-                self._call(doc, gen, finish)
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -241,11 +101,6 @@ def default_models() -> list[str]:
     return chosen[:MAX_MODELS]
 
 
-def _sigma_arg(handle: Any, sigma: float) -> float | None:
-    """What to tell a denoiser about σ: nothing if it is blind, the true σ otherwise."""
-    return None if getattr(handle, "blind", True) else float(max(sigma, 1e-6))
-
-
 def marker(pixel: tuple[int, int], shape: tuple[int, int], color: str = MARKER_COLOR) -> hv.Points:
     x, y = pixel_centre(pixel, shape)
     return hv.Points([(x, y)], kdims=["x", "y"]).opts(marker="circle", size=13, fill_alpha=0, line_color=color,
@@ -257,7 +112,7 @@ def zoom_title(n: int) -> str:
 
 
 # ------------------------------------------------------------------------------------------ the view
-class FiltersView(pn.viewable.Viewer):
+class FiltersView(ToolView):
     """Adaptive filters (Jacobian rows) of up to three denoisers at a clicked pixel of a noisy image.
 
     Parameters: ``sigma`` (noise std), ``seed`` (noise draw), ``row``/``col`` (the pixel; set by a
@@ -265,6 +120,8 @@ class FiltersView(pn.viewable.Viewer):
     names). Results of the last computation are in ``results[name]`` (``denoised``, ``filter``,
     ``crop``, ``row_sum``, ``sigma_hat``, ``xhat_i``, ``inner``, ``psnr``) and ``noisy``.
     """
+
+    title = "Adaptive filters"
 
     sigma = param.Number(default=0.1, bounds=(0.0, 0.5), step=0.005,
                          doc="σ: std of the Gaussian noise added to the clean image ([0,1] units)")
@@ -529,10 +386,3 @@ class FiltersView(pn.viewable.Viewer):
             downloads(self._png, self._npz, self._basename),
             explanation(EXPLANATION, title="Adaptive filters: the rows of the Jacobian"),
             sizing_mode="stretch_width")
-
-    def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Row(pn.Column(self.sidebar(), width=330), self.main(), sizing_mode="stretch_width")
-
-    def template(self) -> pn.template.FastListTemplate:
-        """The tool as a full page (used by ``apps/filters.py``)."""
-        return make_template("Adaptive filters", self.main(), self.sidebar())

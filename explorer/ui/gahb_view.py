@@ -24,23 +24,15 @@ import torch
 
 from explorer import jacobian
 
-from .common import (
-    ACCENT,
-    ImageSource,
-    ModelPicker,
-    alert,
-    diverging_image,
-    downloads,
-    explanation,
-    fmt_number,
-    gray_image,
-    make_template,
-    notify,
-    npz_bytes,
-    png_bytes,
-    show_alert,
-)
-from .filters_view import LatestTask, _sigma_arg
+from .export import downloads, npz_bytes, png_bytes
+from .models import ModelPicker
+from .models import sigma_arg as _sigma_arg
+from .plots import diverging_image, gray_image
+from .sources import ImageSource
+from .tasks import LatestTask
+from .text import alert, explanation, fmt_number, notify, show_alert
+from .theme import ACCENT
+from .toolview import ToolView
 
 PER_PAGE = 16
 GRID_COLS = 4
@@ -93,7 +85,7 @@ def _estimate_text(e: Any, digits: int = 3) -> str:
     return fmt_number(e.value, digits) + (f" ± {fmt_number(e.stderr, 2)}" if e.stderr > 0 else " (exact)")
 
 
-class GAHBView(pn.viewable.Viewer):
+class GAHBView(ToolView):
     """The SVD of the Jacobian of a denoiser at an image: spectrum, singular vectors, effective dimension,
     symmetry, the effective dimension against σ, and the shrinkage reconstruction.
 
@@ -102,6 +94,8 @@ class GAHBView(pn.viewable.Viewer):
     ``page`` (which page of the grid), ``terms`` (terms of the shrinkage sum), ``probes``
     (Hutchinson probes). Results: ``svd``, ``shrink``, ``stats`` (dict of Estimates), ``curve``.
     """
+
+    title = "Geometry-adaptive harmonic basis"
 
     sigma = param.Number(default=0.1, bounds=(0.0, 0.5), step=0.005,
                          doc="σ: std of the noise added to the clean image ([0,1] units); 0 = the clean image")
@@ -462,13 +456,6 @@ class GAHBView(pn.viewable.Viewer):
             downloads(self._png, self._npz, self._basename),
             explanation(EXPLANATION, title="The geometry-adaptive harmonic basis"),
             **_sw())
-
-    def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Row(pn.Column(self.sidebar(), width=330), self.main(), sizing_mode="stretch_width")
-
-    def template(self) -> pn.template.FastListTemplate:
-        """The tool as a full page (used by ``apps/gahb.py``)."""
-        return make_template("Geometry-adaptive harmonic basis", self.main(), self.sidebar())
 
 
 def _sw() -> dict[str, Any]:

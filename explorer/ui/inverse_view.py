@@ -24,27 +24,15 @@ import explorer
 from explorer import measurements as meas
 from explorer.metrics import psnr, ssim
 
-from .common import (
-    ACCENT,
-    BackgroundWorker,
-    ImageSource,
-    LiveImage,
-    ModelPicker,
-    RunControls,
-    diverging_image,
-    downloads,
-    elapsed_text,
-    explanation,
-    fmt_number,
-    gray_image,
-    image_element,
-    make_template,
-    notify,
-    npz_bytes,
-    png_bytes,
-)
+from .controls import RunControls
+from .export import downloads, npz_bytes, png_bytes
 from .mask import ERASE, PAINT, MaskDrawing, Rect, Stroke, observed_mask, plot_to_pixel, preset_mask
-from .sampler_view import CHAIN_COLORS, PLOT_PERIOD, predicted_steps
+from .models import ModelPicker
+from .plots import CHAIN_COLORS, PLOT_PERIOD, LiveImage, diverging_image, gray_image, image_element, predicted_steps
+from .sources import ImageSource
+from .tasks import BackgroundWorker
+from .text import elapsed_text, explanation, fmt_number, notify
+from .toolview import ToolView
 
 MEASUREMENTS = ("inpainting (draw the mask)", "random pixels", "super-resolution", "spectral low-pass", "random basis")
 HOLE_COLOR = "#e4572e"
@@ -70,7 +58,7 @@ For inpainting, paint the pixels to **hide** with the brush (drag on the image) 
 """
 
 
-class InverseView(pn.viewable.Viewer):
+class InverseView(ToolView):
     """Solve a linear inverse problem with Algorithm 2 and compare samples to the pseudo-inverse.
 
     The mask of the inpainting measurement is drawn on the image: ``tool`` 'brush' (freehand, radius
@@ -78,6 +66,8 @@ class InverseView(pn.viewable.Viewer):
     'restore' removes them; :meth:`clear_mask`, :meth:`invert_mask`, :meth:`preset` edit it as a whole.
     ``measurement`` is the operator the next run uses (built from the current settings).
     """
+
+    title = "Inverse problems (Algorithm 2)"
 
     kind = param.Selector(objects=list(MEASUREMENTS), default=MEASUREMENTS[0], doc="Measurement")
     fraction = param.Number(default=0.1, bounds=(0.01, 1.0), step=0.01, doc="p: fraction of values kept")
@@ -619,9 +609,3 @@ class InverseView(pn.viewable.Viewer):
             downloads(self._png, self._npz, self._basename),
             explanation(EXPLANATION, title="How Algorithm 2 solves inverse problems"),
             sizing_mode="stretch_width")
-
-    def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Row(pn.Column(self.sidebar(), width=330), self.main(), sizing_mode="stretch_width")
-
-    def template(self) -> pn.template.FastListTemplate:
-        return make_template("Inverse problems (Algorithm 2)", self.main(), self.sidebar())

@@ -1,6 +1,6 @@
 """Drawing an inpainting mask: pure functions from strokes and rectangles to boolean pixel masks.
 
-Conventions. An (H, W) image is shown by :func:`explorer.ui.common.image_element` with bounds
+Conventions. An (H, W) image is shown by :func:`explorer.ui.plots.image_element` with bounds
 (0, 0, W, H) and row 0 at the top, so a plot point (x, y) is the continuous pixel position
 (column, row) = (x, H − y) (:func:`plot_to_pixel`); pixel (i, j) occupies [j, j + 1] × [i, i + 1]
 and its centre is (j + ½, i + ½).

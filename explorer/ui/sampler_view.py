@@ -22,29 +22,19 @@ import torch
 import explorer
 from explorer.sampling import predicted_sigmas, step_size
 
-from .common import (
-    ACCENT,
-    SIZES,
-    BackgroundWorker,
-    LiveImage,
-    ModelPicker,
-    RunControls,
-    downloads,
-    elapsed_text,
-    explanation,
-    fmt_number,
-    make_template,
-    notify,
-    npz_bytes,
-    png_bytes,
-)
+from .controls import RunControls
+from .export import downloads, npz_bytes, png_bytes
+from .models import ModelPicker
+from .plots import CHAIN_COLORS, PLOT_PERIOD, LiveImage, predicted_steps
+from .tasks import BackgroundWorker
+from .text import elapsed_text, explanation, fmt_number, notify
+from .theme import ACCENT, SIZES
+from .toolview import ToolView
 
-CHAIN_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
 RUN_COLORS = ["#9aa5b1", "#c9a227", "#7fb77e", "#b07aa1", "#e8a07b", "#76b7b2"]
 MAX_RUNS = 6
 MAX_SNAPSHOTS = 400
 SNAPSHOT_BYTES = 120e6
-PLOT_PERIOD = 0.5  # seconds between σ_t / h_t plot refreshes while playing
 
 EXPLANATION = r"""
 A denoiser trained to remove Gaussian noise carries a prior: by Miyasawa/Tweedie its residual is a
@@ -63,22 +53,15 @@ better samples); $\beta = 1$ is deterministic. A chain stops when $\sigma_t \le 
 """
 
 
-def predicted_steps(sigma0: float, h0: float, beta: float, sigma_L: float, cap: int = 100_000) -> int:
-    """Smallest T with σ̄_T ≤ σ_L on the designed schedule (cap if never)."""
-    sig, t = sigma0, 0
-    while sig > sigma_L and t < cap:
-        t += 1
-        sig *= 1.0 - beta * step_size(t, h0)
-    return t
-
-
-class SamplerView(pn.viewable.Viewer):
+class SamplerView(ToolView):
     """Step the coarse-to-fine sampler (Algorithm 1) and watch y_t, x̂(y_t), σ_t and h_t live.
 
     Parameters set the next run: changing any of them while a run is under way stops it and starts
     a fresh one (the old run's σ_t curve stays overlaid). ``step()``, ``play()``, ``pause()``,
     ``reset()`` are the buttons; ``sampler`` is the live :class:`explorer.Sampler`.
     """
+
+    title = "Coarse-to-fine sampler"
 
     beta = param.Number(default=0.5, bounds=(0.01, 1.0), step=0.01, doc="β: fraction of the noise removed per step")
     h0 = param.Number(default=0.01, bounds=(0.001, 0.5), step=0.001, doc="h₀: initial step size")
@@ -590,10 +573,3 @@ class SamplerView(pn.viewable.Viewer):
             downloads(self._png, self._npz, self._basename),
             explanation(EXPLANATION, title="How the coarse-to-fine sampler works"),
             sizing_mode="stretch_width")
-
-    def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Row(pn.Column(self.sidebar(), width=330), self.main(), sizing_mode="stretch_width")
-
-    def template(self) -> pn.template.FastListTemplate:
-        """The tool as a full page (used by ``apps/sampler.py``)."""
-        return make_template("Coarse-to-fine sampler", self.main(), self.sidebar())

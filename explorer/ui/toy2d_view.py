@@ -19,8 +19,10 @@ import torch
 
 from explorer.toy2d import CurveMMSE, CurvePrior, ascent_trajectories, plane_grid
 
-from .common import alert, downloads, explanation, fmt_number, make_template, notify, npz_bytes, show_alert
-from .filters_view import LatestTask
+from .export import downloads, npz_bytes
+from .tasks import LatestTask
+from .text import alert, explanation, fmt_number, notify, show_alert
+from .toolview import ToolView
 
 EXTENT = 2.0
 PRIOR_POINTS = 1024
@@ -50,7 +52,7 @@ Smaller \\(\beta\\) injects more noise (wandering paths, better coverage of the 
 """
 
 
-class Toy2DView(pn.viewable.Viewer):
+class Toy2DView(ToolView):
     """The 2-D teaching picture: curve prior, p_σ heat map, denoiser arrows and animated sampler paths.
 
     Parameters: the curve (``lobes``, ``amplitude``), the noise level ``sigma`` of the heat map and the
@@ -58,6 +60,8 @@ class Toy2DView(pn.viewable.Viewer):
     ``chains``, ``seed``) and ``frame`` (the animation frame, driven by a Player). Results:
     ``density`` (R, R) (p_σ on the grid), ``xs`` (R,), ``noisy`` / ``denoised`` (n, 2), ``trajectories``.
     """
+
+    title = "Denoising and sampling in 2-D"
 
     sigma = param.Number(default=0.2, bounds=(0.03, 1.0), step=0.01, doc="σ of the heat map and the arrows")
     lobes = param.Integer(default=5, bounds=(0, 9), doc="Number of lobes k of the curve")
@@ -285,7 +289,7 @@ class Toy2DView(pn.viewable.Viewer):
         size = 720
         z = self.density if self.density is not None else np.zeros((2, 2))
         zz = np.flipud(z / max(float(z.max()), 1e-12))
-        from .common import to_rgb
+        from .plots import to_rgb
 
         base = Image.fromarray(to_rgb(zz)).resize((size, size), Image.Resampling.BILINEAR)
         draw = ImageDraw.Draw(base)
@@ -358,10 +362,3 @@ class Toy2DView(pn.viewable.Viewer):
             downloads(self._png, self._npz, self._basename),
             explanation(EXPLANATION, title="Denoising and sampling in the plane"),
             sizing_mode="stretch_width")
-
-    def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Row(pn.Column(self.sidebar(), width=330), self.main(), sizing_mode="stretch_width")
-
-    def template(self) -> pn.template.FastListTemplate:
-        """The tool as a full page (used by ``apps/toy2d.py``)."""
-        return make_template("Denoising and sampling in 2-D", self.main(), self.sidebar())

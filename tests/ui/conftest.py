@@ -1,7 +1,7 @@
 """Fixtures of the UI tests: a tiny model handle, a served app, a headless chromium page.
 
 - ``tiny_handle``: a 5-layer bias-free DnCNN in a ModelHandle, registered in every model picker
-  under the name ``"tiny-test"`` (:func:`explorer.ui.common.register_handle`).
+  under the name ``"tiny-test"`` (:func:`explorer.ui.models.register_handle`).
 - ``served_app(path, *extra)``: starts ``panel serve <path> --port <free port>`` on 127.0.0.1 in a
   subprocess, waits until it answers, returns the base URL; killed at teardown.
 - ``browser_page``: a playwright page on /usr/bin/chromium (headless) whose ``console_errors`` and
@@ -68,7 +68,7 @@ def train_tiny_denoiser(steps: int = 120, seed: int = 0) -> DnCNN:
 
 @pytest.fixture(scope="session")
 def tiny_handle() -> ModelHandle:
-    from explorer.ui.common import register_handle
+    from explorer.ui.models import register_handle
 
     handle = ModelHandle(train_tiny_denoiser(), device="cpu", name=TINY_NAME,
                          card={"name": TINY_NAME, "architecture": "dncnn"})

@@ -17,7 +17,7 @@ from explorer import energies
 from explorer.energy import EnergyUNet
 from explorer.handle import ModelHandle
 from explorer.ui import energy_view
-from explorer.ui.common import register_handle
+from explorer.ui.models import register_handle
 from explorer.ui.energy_view import EnergyView
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -281,7 +281,7 @@ def test_units_agree_between_the_cli_the_tool_and_the_training_log(folder, tmp_p
 def test_every_model_call_of_the_tool_holds_the_handle_lock(energy_model, folder, monkeypatch):
     import threading
 
-    from explorer.ui.common import get_handle
+    from explorer.ui.models import get_handle
 
     handle = get_handle(NAME)
     calls = []

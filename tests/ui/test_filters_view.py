@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from explorer import jacobian
-from explorer.ui.common import ImageSource, get_handle
-from explorer.ui.filters_view import FiltersView, LatestTask, centred_crop, pixel_centre, plot_to_pixel_index
+from explorer.ui.filters_view import FiltersView, centred_crop, pixel_centre, plot_to_pixel_index
+from explorer.ui.models import get_handle
+from explorer.ui.sources import ImageSource
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -156,43 +157,3 @@ def test_a_model_that_cannot_load_is_reported_and_the_others_still_work(tiny_han
     assert "failed" in v._slots["no-such-model"]["text"].object
     tap(v, (3, 4))
     assert v.results["tiny-test"]["filter"].shape == (32, 32)
-
-
-def test_latest_task_runs_inline_without_a_server():
-    seen = []
-    task = LatestTask(lambda req, stop, publish: publish(req * 2), seen.append)
-    task.submit(21)
-    assert seen == [42] and not task.running
-
-
-def test_latest_task_waits_for_the_page_to_connect_without_spinning():
-    """Before the browser connects, a render is retried on a 100 ms timeout, not on every tick (where
-    HoloViews' own refreshes would spin and starve the other sessions)."""
-    from types import SimpleNamespace
-
-    import panel as pn
-    from bokeh.document import Document
-
-    doc = Document()
-    doc._session_context = lambda: SimpleNamespace(session=None, server_context=None, id="fake")  # looks served
-
-    def run_pending() -> list:
-        kinds = []
-        for cb in list(doc.callbacks.session_callbacks):
-            doc.callbacks.remove_session_callback(cb)
-            kinds.append(type(cb).__name__)
-            cb.callback()
-        return kinds
-
-    seen = []
-    task = LatestTask(lambda req, stop, publish: None, seen.append)
-    task._call(doc, task._gen, lambda: seen.append("rendered"))
-    assert run_pending() == ["NextTickCallback"] and seen == []  # not loaded: nothing drawn
-    assert run_pending() == ["TimeoutCallback"]  # retried after a delay
-    assert run_pending() == ["NextTickCallback"] and seen == []
-    pn.state._loaded[doc] = True
-    try:
-        assert run_pending() == ["TimeoutCallback"]
-        assert run_pending() == ["NextTickCallback"] and seen == ["rendered"]
-    finally:
-        pn.state._loaded.pop(doc, None)

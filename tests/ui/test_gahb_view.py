@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from explorer import jacobian
-from explorer.ui.common import ImageSource
+from explorer.ui.sources import ImageSource
 from explorer.ui.gahb_view import CURVE_SIGMAS, PER_PAGE, GAHBView, partial_shrinkage
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from explorer import measurements as meas
-from explorer.ui.common import ImageSource
+from explorer.ui.sources import ImageSource
 from explorer.ui.inverse_view import MEASUREMENTS, InverseView
 from explorer.ui.mask import MaskDrawing, Rect, Stroke, plot_to_pixel, rect_mask, replay, stroke_mask
 

@@ -10,8 +10,8 @@ import panel as pn
 import pytest
 import torch
 
-from explorer.ui.common import BackgroundWorker
-from explorer.ui.sampler_view import SamplerView, predicted_steps
+from explorer.ui.plots import predicted_steps
+from explorer.ui.sampler_view import SamplerView
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -104,35 +104,6 @@ def test_changing_a_parameter_while_playing_stops_the_run(view):
     view.play()
     view.beta = 0.9
     assert not view.worker.running and view.sampler.t == 0 and view.sampler.beta == pytest.approx(0.9)
-
-
-def test_worker_stop_event_ends_work_and_flush_reports():
-    seen, done = [], []
-    w = BackgroundWorker(seen.append)
-
-    def work(stop, publish):
-        i = 0
-        while not stop.is_set():
-            publish(i)
-            i += 1
-            time.sleep(0.001)
-
-    w.start(work, on_done=done.append)
-    time.sleep(0.05)
-    w.stop(wait=True)
-    assert not w.running and done == [None] and seen  # the last snapshot was rendered
-
-
-def test_worker_reports_errors():
-    done = []
-    w = BackgroundWorker(lambda s: None)
-
-    def work(stop, publish):
-        raise RuntimeError("boom")
-
-    w.start(work, on_done=done.append)
-    w.join(10)
-    assert isinstance(done[0], RuntimeError)
 
 
 def test_energy_hook_shows_nll_when_a_model_exists(view, monkeypatch):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from explorer.data import square_resize
-from explorer.ui.common import ImageSource
+from explorer.ui.sources import ImageSource
 from explorer.ui.filters_view import FiltersView
 from explorer.ui.samples import keep_samples, list_samples, load_sample
 from explorer.ui.sampler_view import SamplerView
