@@ -212,9 +212,12 @@ def test_jvp_matches_finite_difference_and_vjp_is_its_transpose(name, sigma):
     def f(z):
         return d(z, sigma)
 
+    # blind: the analyses hold the estimate σ̂(y) fixed, so the reference differentiates the filter at σ̂
+    held = estimate_noise_sigma(y) if sigma is None else sigma
+
     out, jt = jvp(f, (y,), (t,))
     eps = 1e-6
-    fd = (f(y + eps * t) - f(y - eps * t)) / (2 * eps)
+    fd = (d(y + eps * t, held) - d(y - eps * t, held)) / (2 * eps)
     assert torch.allclose(out, f(y))
     assert (jt - fd).norm() <= 1e-3 * fd.norm()
     _, pullback = vjp(f, y)
@@ -259,3 +262,41 @@ def test_bad_inputs_raise_value_errors():
         WienerFilter(boundary="zero")
     with pytest.raises(ValueError, match="threshold"):
         HaarShrinkage(threshold=-1.0)
+
+
+def test_blind_gaussian_filter_row_is_the_fixed_gaussian_kernel():
+    """Known answer: the adaptive filter of the blind Gaussian is the Gaussian of width s = σ̂/(2π√A) at
+    the estimate σ̂ held fixed — its centre weight the largest, nothing far away (the derivative of the
+    median-based σ̂ once put ±0.62 on one far pixel, above the 0.45 centre)."""
+    from explorer import jacobian
+
+    n, c = 32, 16
+    y = 0.5 + 0.3 * torch.randn(1, 1, n, n, generator=gen(31), dtype=torch.float64)
+    d = GaussianSmoothing()
+    row = jacobian.row(ModelHandle(d, device="cpu"), y, (c, c))[0].double()
+    s = float(estimate_noise_sigma(y)) / (2 * math.pi * math.sqrt(d.amplitude))
+    assert 1.2 < s < 2.0  # a few pixels wide, far from the borders
+    i, j = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    r2 = ((i - c) ** 2 + (j - c) ** 2).double()
+    kernel = torch.exp(-r2 / (2 * s * s))
+    kernel /= kernel.sum()
+    torch.testing.assert_close(row, kernel, rtol=0, atol=2e-5)  # the sampled Gaussian, up to its aliasing
+    delta = torch.zeros_like(y)
+    delta[0, 0, c, c] = 1.0
+    torch.testing.assert_close(row, d(delta, float(estimate_noise_sigma(y)))[0, 0], rtol=0, atol=1e-7)  # A(σ̂) (float32 rows)
+    assert row.argmax().item() == c * n + c
+    assert row[r2.sqrt() > 6 * s].abs().max().item() < 1e-6
+    assert float(row.sum()) == pytest.approx(1.0, abs=1e-9)  # mean-preserving
+
+
+@pytest.mark.parametrize("name", list(DENOISERS))
+def test_blind_analyses_hold_the_estimate_fixed(name):
+    """∂x̂/∂y in blind use is the Jacobian of the filter at σ = σ̂(y); the values are unchanged."""
+    d = DENOISERS[name]()
+    y = smooth_image(16) + 0.1 * torch.randn(1, 1, 16, 16, generator=gen(32), dtype=torch.float64)
+    held = estimate_noise_sigma(y)
+    t = torch.randn(y.shape, generator=gen(33), dtype=torch.float64)
+    out, blind = jvp(lambda z: d(z), (y,), (t,))
+    _, fixed = jvp(lambda z: d(z, held), (y,), (t,))
+    torch.testing.assert_close(out, d(y, held))
+    torch.testing.assert_close(blind, fixed)

@@ -1,12 +1,20 @@
 """Classical denoisers in the ``Denoiser`` protocol: Gaussian smoothing, Wiener filter, Haar shrinkage.
 
-All are pure torch and differentiable in y (and in σ), batched over (B, C, H, W), any C and H × W.
+All are pure torch and differentiable in y (and in a given σ), batched over (B, C, H, W), any C and H × W.
 
 Noise level. Each takes ``sigma`` (a float or one value per image). With ``sigma=None`` (blind use,
 e.g. inside the coarse-to-fine sampler) σ is estimated from the image by Donoho's robust rule on the
 finest-scale diagonal Haar coefficients d = (y[2i,2j] − y[2i,2j+1] − y[2i+1,2j] + y[2i+1,2j+1]) / 2,
 which are ~N(0, σ²) for white noise on a smooth image:  σ̂ = median(|d|) / 0.6745
 (:func:`estimate_noise_sigma`; pooled over the channels of each image). σ̂(αy) = α σ̂(y).
+
+Analyses at a fixed σ. In blind use the estimate is computed **detached** (:func:`noise_level`): the
+Jacobian ∂x̂/∂y, the adaptive filters and every other analysis (:mod:`explorer.jacobian`) see the
+filter at σ = σ̂(y) held constant, x̂(y) = A(σ̂) y, not the derivative of the estimate itself. That
+derivative is an artefact of the rule, not of the filter: a median of one Haar band picks one
+coefficient, so ∂σ̂/∂y is nonzero at the four pixels of that one coefficient, and the blind Gaussian's
+row of the Jacobian then carried a weight of ±0.62 at one far-away pixel, larger than its 0.45 centre
+weight. Values are unchanged; only gradients no longer flow into σ̂.
 
 Frequencies. f = (f_y, f_x) in cycles per pixel (``torch.fft.fftfreq``), |f| ≤ 1/2 per axis. A
 Fourier filter multiplies the unitary DFT of the image by an even gain g(f).
@@ -61,9 +69,11 @@ def estimate_noise_sigma(y: Tensor) -> Tensor:
 
 
 def noise_level(y: Tensor, sigma: SigmaLike) -> Tensor:
-    """σ as a (B, 1, 1, 1) tensor: the given value(s), or :func:`estimate_noise_sigma` when ``sigma`` is None."""
+    """σ as a (B, 1, 1, 1) tensor: the given value(s), or :func:`estimate_noise_sigma` when ``sigma`` is
+    None — detached, so that derivatives in y hold the estimate fixed (module docstring)."""
     if sigma is None:
-        return estimate_noise_sigma(y)
+        with torch.no_grad():
+            return estimate_noise_sigma(y.detach())
     try:
         s = as_sigma(sigma, y)
     except ValueError as e:
@@ -119,6 +129,7 @@ class GaussianSmoothing(Denoiser):
     πA ∫₀^U (1 − e⁻ᵘ)²/u du + σ²/(4π s²), whose first term grows like πA ln U ~ 2πA ln s, so
     dMSE/ds = 0 gives  s* = σ / (2π √A).
     Linear in y at fixed σ (x̂(αy, σ) = αx̂(y, σ)); bias-free only with a fixed ``width``.
+    Analyses hold a blind estimate σ̂ fixed (it is detached, :func:`noise_level`): ∂x̂/∂y is this filter at σ̂.
     """
 
     blind = True
@@ -159,6 +170,7 @@ class WienerFilter(Denoiser):
     filter linear (no fixed mean such as 0.5 is assumed, and no frequency floor is needed).
     Boundary: reflecting (default; filtered in the cosine basis) or circular (exact for a periodic
     stationary field). Linear in y at fixed σ; not bias-free in blind use (σ̂ scales with y, A not).
+    Analyses hold a blind estimate σ̂ fixed (it is detached, :func:`noise_level`): ∂x̂/∂y is this filter at σ̂.
     """
 
     blind = True
@@ -261,6 +273,7 @@ class HaarShrinkage(Denoiser):
     ``levels`` scales, ``threshold`` = k. Sides not divisible by 2^levels are padded by edge
     replication and the result cropped. Blind (τ = k σ̂ with Donoho's σ̂): then x̂(αy) = αx̂(y),
     so the blind denoiser is bias-free. With a given σ it is not homogeneous (τ stays fixed).
+    Analyses hold a blind estimate σ̂ fixed (it is detached, :func:`noise_level`): ∂x̂/∂y is this filter at σ̂.
     """
 
     blind = True
