@@ -89,3 +89,49 @@ class RunControls(pn.viewable.Viewer):
         return pn.Column(
             pn.Row(self.step_button, self.play_button, self.pause_button, self.reset_button, sizing_mode="stretch_width"),
             self._bar, self._status, sizing_mode="stretch_width", margin=0)
+
+
+def _range_text(low: float | None, high: float | None) -> str:
+    fmt = lambda v: f"{v:g}" if isinstance(v, float) else f"{v}"  # noqa: E731
+    if low is not None and high is not None:
+        return f"{fmt(low)}–{fmt(high)}"
+    return f"≥ {fmt(low)}" if low is not None else f"≤ {fmt(high)}"
+
+
+def bounded_input(owner: param.Parameterized, name: str, label: str | None = None, **widget_params: Any) -> pn.widgets.Widget:
+    """A number field for the bounded parameter ``owner.<name>`` that never disagrees with the state.
+
+    Its label states the valid range ("Seed (0–99999)"). A typed value inside the range sets the
+    parameter; one outside is clamped *visibly*: the field turns to the nearest valid value, the parameter
+    gets that value, and a toast says what happened. (A plain ``from_param`` field keeps showing a refused
+    value while the parameter keeps the old one.) Changes of the parameter show in the field.
+    """
+    p = owner.param[name]
+    low, high = p.bounds if p.bounds is not None else (None, None)
+    integer = isinstance(p, param.Integer)
+    title = label or p.label or name
+    if low is not None or high is not None:
+        title = f"{title} ({_range_text(low, high)})"
+    kind = pn.widgets.IntInput if integer else pn.widgets.FloatInput
+    widget = kind(name=title, value=getattr(owner, name), **widget_params)
+
+    def clamp(value: Any) -> Any:
+        if value is None:
+            return getattr(owner, name)
+        v = int(round(value)) if integer else float(value)
+        if low is not None and v < low:
+            v = low
+        if high is not None and v > high:
+            v = high
+        return v
+
+    def typed(event: param.parameterized.Event) -> None:
+        value = clamp(event.new)
+        if value != event.new:
+            notify(f"{title.split(' (')[0]} must be in {_range_text(low, high)}: {event.new} was set to {value}.", kind="warning")
+            widget.value = value  # the field shows what the state holds
+        setattr(owner, name, value)
+
+    widget.param.watch(typed, "value")
+    owner.param.watch(lambda e: setattr(widget, "value", e.new), name)
+    return widget

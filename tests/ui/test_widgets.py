@@ -397,3 +397,27 @@ def test_tool_view_lays_out_sidebar_beside_main_and_makes_a_page():
     assert page.title == "A test tool" and tool.body in page.main.objects and tool.side in page.sidebar.objects
     with pytest.raises(NotImplementedError):
         ToolView().template()
+
+
+def test_a_bounded_input_states_its_range_and_clamps_out_of_range_values_visibly():
+    """Issue #15 item 3: the field never disagrees with the state; out-of-range values are clamped in view."""
+    import param
+
+    from explorer.ui.controls import bounded_input
+
+    class State(param.Parameterized):
+        seed = param.Integer(default=3, bounds=(0, 99))
+        sigma = param.Number(default=0.1, bounds=(0.0, 1.0), label="σ")
+
+    state = State()
+    seed = bounded_input(state, "seed")
+    assert seed.name == "Seed (0–99)"
+    for typed, kept in ((-5, 0), (1000, 99), (42, 42)):
+        seed.value = typed
+        assert (seed.value, state.seed) == (kept, kept)
+    state.seed = 7
+    assert seed.value == 7
+    sigma = bounded_input(state, "sigma")
+    sigma.value = 2.5
+    assert (sigma.value, state.sigma) == (1.0, 1.0)
+    assert sigma.name == "σ (0–1)"
