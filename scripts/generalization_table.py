@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from explorer import generalization as gen
+from explorer import generalization_pairs as pairs
 from explorer.checkpoints import CheckpointError
 
 EXPECTED = (1, 10, 100, 1000, 4750)
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
 
-    published = gen.published_sizes(runs=a.runs)
+    published = pairs.published_sizes(runs=a.runs)
     sizes = a.sizes if a.sizes is not None else published
     where = "in the run folders" if a.runs else "published"
     notes = [f"N = {n}: not {where} (needs gen-mnist-N{n}-A and -B), skipped"
@@ -59,11 +59,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         start = time.perf_counter()
         try:
-            pair = gen.load_pair(n, device=a.device, runs=a.runs)
-        except (CheckpointError, gen.SubsetRecordError) as e:
+            pair = pairs.load_pair(n, device=a.device, runs=a.runs)
+        except (CheckpointError, pairs.SubsetRecordError) as e:
             notes.append(f"N = {n}: skipped ({e})")
             continue
-        s = gen.summarize(pair, seeds=range(a.seeds), beta=a.beta, h0=a.h0, sigma_L=a.sigma_L,
+        s = pairs.summarize(pair, seeds=range(a.seeds), beta=a.beta, h0=a.h0, sigma_L=a.sigma_L,
                           psnr_sigma=a.psnr_sigma, psnr_images=a.psnr_images, max_steps=a.max_steps)
         summaries.append(s)
         for k, frac in s.converged.items():
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
           f"cosines of mean-subtracted images; PSNR in dB at σ = {a.psnr_sigma:g} ([0, 1] units) on at most "
           f"{a.psnr_images} training and held-out digits; 'emp.' is the empirical denoiser of subset A.\n")
     if summaries:
-        print(gen.markdown_table(summaries))
+        print(pairs.markdown_table(summaries))
     else:
         print("No pair to tabulate.")
     if notes:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from explorer import generalization as gen
+from explorer import generalization_pairs as pairs
 from explorer.data.registry import indices_digest, mnist_held_out_digits, mnist_subset_digits, mnist_subsets
 from explorer.denoisers import EmpiricalDenoiser, GaussianSmoothing
 from explorer.handle import ModelHandle
@@ -141,20 +142,20 @@ def test_psnr_gap_of_a_memorizer_is_large_and_positive(five):
 def test_subsets_rebuild_from_card_records_and_tampering_is_refused():
     for n in (3, 150):  # with and without the explicit index list
         ra, rb = subset_record(n, "A", 0), subset_record(n, "B", 0)
-        ia, ib = gen.subset_from_record(ra), gen.subset_from_record(rb)
+        ia, ib = pairs.subset_from_record(ra), pairs.subset_from_record(rb)
         a, b = mnist_subsets(n, 0)
         np.testing.assert_array_equal(ia, a)
         np.testing.assert_array_equal(ib, b)
         assert len(ia) == n and np.intersect1d(ia, ib).size == 0
-        np.testing.assert_array_equal(gen.subset_from_record(dict(ra)), ia)  # reproducible
+        np.testing.assert_array_equal(pairs.subset_from_record(dict(ra)), ia)  # reproducible
     bad = dict(subset_record(10, "A", 0), sha256=indices_digest(mnist_subsets(10, 1)[0]))
-    with pytest.raises(gen.SubsetRecordError, match="sha256"):
-        gen.subset_from_record(bad)
+    with pytest.raises(pairs.SubsetRecordError, match="sha256"):
+        pairs.subset_from_record(bad)
     swapped = dict(subset_record(10, "A", 0), indices=subset_record(10, "B", 0)["indices"])
-    with pytest.raises(gen.SubsetRecordError, match="indices differ"):
-        gen.subset_from_record(swapped)
-    with pytest.raises(gen.SubsetRecordError, match="lacks sha256"):
-        gen.subset_from_record({"size": 10, "part": "A", "seed": 0})
+    with pytest.raises(pairs.SubsetRecordError, match="indices differ"):
+        pairs.subset_from_record(swapped)
+    with pytest.raises(pairs.SubsetRecordError, match="lacks sha256"):
+        pairs.subset_from_record({"size": 10, "part": "A", "seed": 0})
 
 
 def fake_model(n: int, part: str, record=None) -> ModelHandle:
@@ -163,28 +164,28 @@ def fake_model(n: int, part: str, record=None) -> ModelHandle:
 
 
 def test_pair_from_handles_verifies_subsets_and_builds_the_memorizing_reference():
-    pair = gen.pair_from_handles(4, fake_model(4, "A"), fake_model(4, "B"))
+    pair = pairs.pair_from_handles(4, fake_model(4, "A"), fake_model(4, "B"))
     np.testing.assert_array_equal(pair.indices["A"], mnist_subsets(4, 0)[0])
     np.testing.assert_array_equal(pair.training["B"], mnist_subset_digits(4, "B"))
     x = torch.tensor(np.array(pair.training["A"]))[:, None]
     assert torch.allclose(pair.reference.denoise(x, None), x, atol=1e-3)  # it knows A's digits exactly
     tampered = dict(subset_record(4, "B", 0), sha256="0" * 64)
-    with pytest.raises(gen.SubsetRecordError, match="sha256"):
-        gen.pair_from_handles(4, fake_model(4, "A"), fake_model(4, "B", tampered))
-    with pytest.raises(gen.SubsetRecordError, match="expected 'B'"):
-        gen.pair_from_handles(4, fake_model(4, "A"), fake_model(4, "A"))
+    with pytest.raises(pairs.SubsetRecordError, match="sha256"):
+        pairs.pair_from_handles(4, fake_model(4, "A"), fake_model(4, "B", tampered))
+    with pytest.raises(pairs.SubsetRecordError, match="expected 'B'"):
+        pairs.pair_from_handles(4, fake_model(4, "A"), fake_model(4, "A"))
     cards = [{"name": n} for n in ("gen-mnist-N10-A", "gen-mnist-N10-B", "gen-mnist-N100-A", "bf-mnist",
                                    "gen-mnist-N1-B", "gen-mnist-N1-A")]
-    assert gen.published_sizes(cards) == [1, 10]
+    assert pairs.published_sizes(cards) == [1, 10]
 
 
 def test_summarize_and_table_on_a_fake_pair():
-    pair = gen.pair_from_handles(3, fake_model(3, "A"), fake_model(3, "B"))
-    s = gen.summarize(pair, seeds=[0, 1], h0=0.05, psnr_images=4)
+    pair = pairs.pair_from_handles(3, fake_model(3, "A"), fake_model(3, "B"))
+    s = pairs.summarize(pair, seeds=[0, 1], h0=0.05, psnr_images=4)
     assert s.pair.shape == (2,) and s.nearest["reference"].cosines.min() > 0.95  # the reference memorizes A
     assert np.allclose(s.pair, 1.0)  # "A" and "B" are the same filter here, so they agree exactly
     assert s.psnr["A"].training_count == 3 and s.psnr["A"].held_out_count == 4
-    table = gen.markdown_table([s]).splitlines()
+    table = pairs.markdown_table([s]).splitlines()
     assert len(table) == 3 and table[2].startswith("| 3 | 2 | 1.000 |")
 
 
@@ -195,12 +196,12 @@ def test_load_pair_reads_published_cards_and_refuses_a_tampered_one(tmp_path, mo
     for part in "AB":
         save_model(tiny_bf_unet, "unet", tmp_path, f"gen-mnist-N2-{part}", training={"subset": subset_record(2, part, 0)})
     save_model(tiny_bf_unet, "unet", tmp_path, "gen-mnist-N7-A", training={"subset": subset_record(7, "A", 0)})
-    assert gen.published_sizes() == [2]
-    pair = gen.load_pair(2)
+    assert pairs.published_sizes() == [2]
+    pair = pairs.load_pair(2)
     np.testing.assert_array_equal(pair.indices["B"], mnist_subsets(2, 0)[1])
     assert pair.models["A"].name == "gen-mnist-N2-A" and pair.reference.name == "empirical-N2-A"
     card = tmp_path / "gen-mnist-N2-B.json"
     text = card.read_text().replace(subset_record(2, "B", 0)["sha256"], "f" * 64)
     card.write_text(text)
-    with pytest.raises(gen.SubsetRecordError, match="sha256"):
-        gen.load_pair(2, device="cpu", dtype=torch.float64)  # another dtype: not the cached handle
+    with pytest.raises(pairs.SubsetRecordError, match="sha256"):
+        pairs.load_pair(2, device="cpu", dtype=torch.float64)  # another dtype: not the cached handle
