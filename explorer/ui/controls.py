@@ -113,7 +113,7 @@ def bounded_input(owner: param.Parameterized, name: str, label: str | None = Non
     if low is not None or high is not None:
         title = f"{title} ({_range_text(low, high)})"
     kind = pn.widgets.IntInput if integer else pn.widgets.FloatInput
-    widget = kind(name=title, value=getattr(owner, name), **widget_params)
+    widget = kind(label=title, value=getattr(owner, name), **widget_params)
 
     def clamp(value: Any) -> Any:
         if value is None:

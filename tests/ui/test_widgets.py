@@ -411,7 +411,7 @@ def test_a_bounded_input_states_its_range_and_clamps_out_of_range_values_visibly
 
     state = State()
     seed = bounded_input(state, "seed")
-    assert seed.name == "Seed (0–99)"
+    assert seed.label == "Seed (0–99)"
     for typed, kept in ((-5, 0), (1000, 99), (42, 42)):
         seed.value = typed
         assert (seed.value, state.seed) == (kept, kept)
@@ -420,4 +420,4 @@ def test_a_bounded_input_states_its_range_and_clamps_out_of_range_values_visibly
     sigma = bounded_input(state, "sigma")
     sigma.value = 2.5
     assert (sigma.value, state.sigma) == (1.0, 1.0)
-    assert sigma.name == "σ (0–1)"
+    assert sigma.label == "σ (0–1)"
