@@ -5,8 +5,20 @@ The curve is r(θ) = r₀(1 + a·cos(kθ)) (k lobes), represented by n points x_
 θ_i with weights w_i ∝ ‖c'(θ_i)‖ = √(r² + r'²), i.e. the uniform (arc-length) distribution on the curve.
 
 Shape convention: a batch of points is a (B, 2) tensor. The denoiser also accepts (B, 1, 1, 2), a
-one-channel 1 × 2 "image" per point, so :class:`~explorer.sampling.Sampler` and
-:class:`~explorer.handle.ModelHandle` drive it unchanged; it returns the shape it was given.
+one-channel 1 × 2 "image" per point, and (1, 1, B, 2), all B points as one 1 × 2B "image", so
+:class:`~explorer.sampling.Sampler` and :class:`~explorer.handle.ModelHandle` drive it unchanged; it
+returns the shape it was given.
+
+Noise levels in 2-D. Algorithm 1 estimates the noise level of y_t from the residual, σ_t² = ‖f(y_t)‖²/N,
+and stops a chain once σ_t ≤ σ_L. With N = 2 that estimate is one point's squared distance to the curve
+(2 degrees of freedom): a chain that happens to land near the curve — or a blind denoiser that cannot tell
+the noise level of a single point and barely moves it — "converges" after one step, and the step count
+then measures luck, not β (β = 0.1 gave 1–30 steps, β = 0.5 1–42). :func:`ascent_trajectories` can
+run the B chains as one 2B-dimensional image instead (``pooled=True``, the toy-2D view's choice: the
+product prior p(x)^B, whose MMSE denoiser acts point by point): σ_t then averages ‖f‖² over all chains,
+falls like (1 − βh_t)σ_t, and every chain takes the same number of steps — more for smaller β. Pooled
+chains want the σ-conditioned denoiser (told the tracked level s_t): the blind one still guesses each
+point's noise level alone and leaves points inside the curve almost unmoved.
 """
 from __future__ import annotations
 
@@ -137,15 +149,17 @@ class CurveMMSE(Denoiser):
 
 
 def _as_points(y: Tensor) -> Tensor:
-    if y.ndim == 2 and y.shape[1] == 2 or y.ndim == 4 and tuple(y.shape[1:]) == (1, 1, 2):
+    if (y.ndim == 2 and y.shape[1] == 2 or y.ndim == 4 and tuple(y.shape[1:]) == (1, 1, 2)
+            or y.ndim == 4 and y.shape[:2] == (1, 1) and y.shape[3] == 2):
         return y.reshape(-1, 2)
-    raise ValueError(f"points must be (B, 2) or (B, 1, 1, 2), got shape {tuple(y.shape)}")
+    raise ValueError(f"points must be (B, 2), (B, 1, 1, 2) or (1, 1, B, 2), got shape {tuple(y.shape)}")
 
 
 @dataclass
 class Trajectories:
     """Algorithm 1 in the plane: ``paths`` (T + 1, B, 2) holds every y_t (frozen after a chain stops),
-    ``denoised`` (B, 2) the final x̂(y_T); ``sigmas`` (T, B), ``steps`` (B,), ``status`` as in SampleResult."""
+    ``denoised`` (B, 2) the final x̂(y_T); ``sigmas`` (T, B), ``steps`` (B,), ``status`` as in SampleResult
+    (pooled chains share one σ_t, repeated in every column, and one step count)."""
 
     paths: Tensor
     denoised: Tensor
@@ -163,25 +177,30 @@ def ascent_trajectories(
     sigma_L: float = 0.01,
     seed: int = 0,
     max_steps: int = 2000,
+    pooled: bool = False,
 ) -> Trajectories:
     """Run Algorithm 1 (:class:`~explorer.sampling.Sampler`) on 2-D points and record every iterate.
 
     ``initial`` is a (B, 2) tensor of starting points, or a number of chains started at
     y₀ ~ N(0, σ₀²I) from ``seed``. A bare denoiser is wrapped in a CPU float64 :class:`ModelHandle`.
+    ``pooled``: the chains are one 2B-dimensional image (module docstring), so σ_t is estimated from all
+    of them and they stop together; otherwise each chain is its own 2-D image with its own noisy σ_t.
+    A σ-conditioned denoiser is told the sampler's tracked noise level (per chain, or shared if pooled).
     """
     handle = denoiser if isinstance(denoiser, ModelHandle) else ModelHandle(denoiser, "cpu", torch.float64)
-    if isinstance(initial, Tensor):
-        init = _as_points(initial).reshape(-1, 1, 1, 2)
-        batch = init.shape[0]
-    else:
-        init, batch = None, initial
-    sampler = Sampler(handle, (batch, 1, 1, 2), beta=beta, h0=h0, sigma0=sigma0, sigma_L=sigma_L, seed=seed,
+    batch = _as_points(initial).shape[0] if isinstance(initial, Tensor) else initial
+    shape = (1, 1, batch, 2) if pooled else (batch, 1, 1, 2)
+    init = _as_points(initial).reshape(shape) if isinstance(initial, Tensor) else None
+    sampler = Sampler(handle, shape, beta=beta, h0=h0, sigma0=sigma0, sigma_L=sigma_L, seed=seed,
                       max_steps=max_steps, mean=0.0, snapshot_every=1, init=init)
     result = sampler.run()
+    sigmas, steps, status = result.sigmas, result.steps, result.status
+    if pooled:
+        sigmas, steps, status = sigmas.expand(-1, batch), steps.expand(batch).clone(), status * batch
     return Trajectories(
         paths=torch.stack([y.reshape(batch, 2) for _, y, _ in result.snapshots]),
         denoised=result.image.reshape(batch, 2),
-        sigmas=result.sigmas,
-        steps=result.steps,
-        status=result.status,
+        sigmas=sigmas,
+        steps=steps,
+        status=status,
     )

@@ -142,3 +142,30 @@ def test_random_starts_and_the_sigma_conditioned_denoiser():
     assert t.paths[0].mean().item() == pytest.approx(0.0, abs=0.4)  # y₀ ~ N(0, σ₀²I)
     assert t.paths[0].std().item() == pytest.approx(1.0, abs=0.25)
     assert (PRIOR.distance(t.paths[-1]).mean() < PRIOR.distance(t.paths[0]).mean()).item()
+
+
+# --------------------------------------------------------------------------- pooled chains (issue #15 item 8)
+def test_single_chains_stop_on_a_noisy_two_point_estimate():
+    """The reason for pooling: one 2-D chain's σ_t = ‖f‖/√2 is so noisy that chains 'converge' in a step."""
+    t = ascent_trajectories(BLIND, 8, h0=0.05, beta=0.5, seed=0)
+    assert int(t.steps.min()) <= 2 and int(t.steps.max()) > 5 * int(t.steps.min())
+
+
+def test_pooled_chains_take_more_steps_for_smaller_beta():
+    steps = {}
+    for beta in (0.1, 0.5, 1.0):
+        runs = [ascent_trajectories(SIGMA_CONDITIONED, 8, h0=0.05, beta=beta, seed=s, pooled=True) for s in range(3)]
+        for t in runs:
+            assert set(t.status) == {"converged"} and len(set(t.steps.tolist())) == 1  # they stop together
+            assert int(t.steps[0]) >= 10  # no one-step "convergence"
+            assert PRIOR.distance(t.paths[-1]).max().item() < 0.03  # every chain on the curve
+            assert torch.equal(t.sigmas[:, 0], t.sigmas[:, -1])  # one shared σ_t
+        steps[beta] = sum(int(t.steps[0]) for t in runs)
+    assert steps[0.1] > steps[0.5] >= steps[1.0]
+
+
+def test_pooled_sigma_falls_like_the_design():
+    """σ_t of pooled chains falls steadily: never more than 25 % up from one step to the next."""
+    t = ascent_trajectories(SIGMA_CONDITIONED, 32, h0=0.05, beta=0.5, seed=1, pooled=True)
+    s = t.sigmas[:, 0]
+    assert (s[1:] <= 1.25 * s[:-1]).all() and s[-1] <= 0.01 < s[-2]
