@@ -1,33 +1,32 @@
 """Toy2DView: the teaching picture in the plane — a prior on a curve, the noisy density p_σ, the
 denoiser's arrows y → x̂(y), and the coarse-to-fine sampler's trajectories, animated.
 
-All the maths is :mod:`explorer.toy2d` (``CurvePrior``, ``CurveMMSE``, ``plane_grid``,
-``CurvePrior.log_density``, ``ascent_trajectories``); this module draws it.
+The state (parameters, results, frames) is :class:`~explorer.ui.toy2d_state.Toy2DState`; this module
+draws it. The plane is one bokeh figure; the animation runs in the browser: every run's full paths go
+to the page once, and each frame only slices them there (no server round trip per frame).
 """
 from __future__ import annotations
 
 import io
-import threading
-from collections.abc import Callable
 from typing import Any
 
 import holoviews as hv
 import numpy as np
 import panel as pn
 import param
-import torch
+from bokeh.models import ColorBar, ColumnDataSource, CustomJS, HoverTool, Label, LinearColorMapper
+from bokeh.palettes import Viridis256
+from bokeh.plotting import figure
 
-from explorer.toy2d import CurveMMSE, CurvePrior, ascent_trajectories, plane_grid
-
+from .controls import bounded_input
 from .export import downloads, npz_bytes
 from .tasks import LatestTask
-from .text import alert, explanation, fmt_number, notify, show_alert
+from .text import alert, explanation, notify, show_alert
 from .toolview import ToolView
+from .toy2d_state import EXTENT, Toy2DState, density_result, trajectory_result
 
-EXTENT = 2.0
-PRIOR_POINTS = 1024
-MAX_FRAMES = 150
 PLOT_PX = 540
+FPS = 10
 CHAIN_COLORS = ["#e41a1c", "#ff7f00", "#ffff33", "#4daf4a", "#f781bf", "#a65628", "#984ea3", "#ffffff",
                 "#66c2a5", "#fc8d62", "#8da0cb", "#e78ac3"]
 ARROW_COLOR = "#ff9f1c"
@@ -45,261 +44,197 @@ $$\hat x(y) = \mathbb{E}[x \mid y] = y + \sigma^2 \nabla_y \log p_\sigma(y).$$
 
 The **orange arrows** go from noisy points \\(y = x + \sigma z\\) (hollow circles) to \\(\hat x(y)\\) (dots): for small
 \\(\sigma\\) they land on the curve, for large \\(\sigma\\) they collapse towards the centre of mass of the nearby curve.
-The **coloured paths** are the coarse-to-fine sampler (Algorithm 1 of Kadkhodaie & Simoncelli, 2021) using a
-*blind* MMSE denoiser: from \\(y_0 \sim \mathcal N(0, \sigma_0^2 I)\\) each step moves \\(y_t = y_{t-1} + h_t d_t + \gamma_t z_t\\)
-with \\(d_t = \hat x(y_{t-1}) - y_{t-1}\\), and the chains settle on the curve as their noise level \\(\sigma_t\\) falls.
-Smaller \\(\beta\\) injects more noise (wandering paths, better coverage of the curve); \\(\beta = 1\\) is deterministic.
+The **coloured paths** are the coarse-to-fine sampler (Algorithm 1 of Kadkhodaie & Simoncelli, 2021): from
+\\(y_0 \sim \mathcal N(0, \sigma_0^2 I)\\) each step moves \\(y_t = y_{t-1} + h_t d_t + \gamma_t z_t\\) with
+\\(d_t = \hat x(y_{t-1}) - y_{t-1}\\), and the chains settle on the curve as their noise level \\(\sigma_t\\) falls,
+\\(\sigma_{t+1} \approx (1 - \beta h_t)\sigma_t\\). Smaller \\(\beta\\) removes less noise per step and injects more
+(wandering paths, better coverage of the curve, **more steps**); \\(\beta = 1\\) is deterministic.
+
+In 2-D one point says little about its own noise level: \\(\sigma_t^2 = \lVert d_t\rVert^2/N\\) with \\(N = 2\\) is a
+two-degree-of-freedom guess, and a chain that lands near the curve by luck would "converge" after one step.
+So the chains are run as **one \\(2B\\)-dimensional image** (B points from the product prior): \\(\sigma_t\\)
+averages \\(\lVert d_t\rVert^2\\) over all chains, they stop together, and the MMSE denoiser is told the sampler's
+tracked noise level (a blind one cannot estimate it from one point).
 """
 
 
-class Toy2DView(ToolView):
+class Toy2DView(ToolView, Toy2DState):
     """The 2-D teaching picture: curve prior, p_σ heat map, denoiser arrows and animated sampler paths.
 
-    Parameters: the curve (``lobes``, ``amplitude``), the noise level ``sigma`` of the heat map and the
-    arrows, ``n_arrows``, ``log_scale``, the sampler (``beta``, ``h0``, ``sigma0``, ``sigma_L``,
-    ``chains``, ``seed``) and ``frame`` (the animation frame, driven by a Player). Results:
-    ``density`` (R, R) (p_σ on the grid), ``xs`` (R,), ``noisy`` / ``denoised`` (n, 2), ``trajectories``.
+    Parameters and results: :class:`~explorer.ui.toy2d_state.Toy2DState`. Buttons: ``first_button``,
+    ``back_button``, ``play_button`` (▶ from frame 0 when at the end), ``pause_button``,
+    ``next_button``, ``last_button``; ``player`` (the frame slider, :data:`FPS` frames per second).
     """
 
     title = "Denoising and sampling in 2-D"
 
-    sigma = param.Number(default=0.2, bounds=(0.03, 1.0), step=0.01, doc="σ of the heat map and the arrows")
-    lobes = param.Integer(default=5, bounds=(0, 9), doc="Number of lobes k of the curve")
-    amplitude = param.Number(default=0.3, bounds=(0.0, 0.6), step=0.05, doc="Lobe amplitude a")
-    n_arrows = param.Integer(default=40, bounds=(0, 300), doc="Number of noisy points (arrows)")
-    log_scale = param.Boolean(default=False, doc="Show log p_σ instead of p_σ")
-    resolution = param.Integer(default=121, bounds=(31, 301), doc="Grid points per side of the heat map")
-    beta = param.Number(default=0.5, bounds=(0.02, 1.0), step=0.01, doc="β: fraction of the noise removed per step")
-    h0 = param.Number(default=0.05, bounds=(0.005, 0.5), step=0.005, doc="h₀: initial step size")
-    sigma0 = param.Number(default=1.0, bounds=(0.2, 2.0), step=0.05, doc="σ₀: initial noise std")
-    sigma_L = param.Number(default=0.01, bounds=(0.002, 0.2), step=0.002, doc="σ_L: stop at this noise std")
-    chains = param.Integer(default=8, bounds=(1, 64), doc="Number of sampler chains")
-    seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the points, the noise and the chains")
-    frame = param.Integer(default=0, bounds=(0, 1), doc="Animation frame")
-
     def __init__(self, **params: Any):
-        super().__init__(**params)
-        self.prior: CurvePrior | None = None
-        self.xs: np.ndarray = np.zeros(0)
-        self.density: np.ndarray | None = None
-        self.log_density: np.ndarray | None = None
-        self.clean: np.ndarray = np.zeros((0, 2))
-        self.noisy: np.ndarray = np.zeros((0, 2))
-        self.denoised: np.ndarray = np.zeros((0, 2))
-        self.trajectories: Any = None
-        self._frames = np.zeros(1, dtype=int)
         self._alert = alert()
         self._info = pn.pane.Markdown("", css_classes=["explorer-number"], margin=(0, 10), sizing_mode="stretch_width")
         self._traj_info = pn.pane.Markdown("", css_classes=["explorer-number"], margin=(0, 10),
                                            sizing_mode="stretch_width")
-
-        self._heat_pipe = hv.streams.Pipe(data=None)
-        self._curve_pipe = hv.streams.Pipe(data=np.zeros((0, 2)))
-        self._arrow_pipe = hv.streams.Pipe(data=(np.zeros((0, 2)), np.zeros((0, 2))))
-        self._path_pipe = hv.streams.Pipe(data=None)
-        plane = (hv.DynamicMap(self._heat_plot, streams=[self._heat_pipe])
-                 * hv.DynamicMap(self._curve_plot, streams=[self._curve_pipe])
-                 * hv.DynamicMap(self._arrow_plot, streams=[self._arrow_pipe])
-                 * hv.DynamicMap(self._path_plot, streams=[self._path_pipe]))
-        self._plane_pane = pn.pane.HoloViews(plane.opts(
-            hv.opts.Overlay(frame_width=PLOT_PX, frame_height=PLOT_PX, xlim=(-EXTENT, EXTENT),
-                            ylim=(-EXTENT, EXTENT), xlabel="x₁", ylabel="x₂", toolbar="right", show_legend=False,
-                            title="")), linked_axes=False, margin=(0, 5))
+        self.heat_source = ColumnDataSource(dict(image=[np.zeros((2, 2))]))
+        self.curve_source = ColumnDataSource(dict(x=[], y=[]))
+        self.arrow_source = ColumnDataSource(dict(x0=[], y0=[], x1=[], y1=[]))
+        self.full_source = ColumnDataSource(dict(xs=[], ys=[], color=[]), name="toy2d-full-paths")
+        self.path_source = ColumnDataSource(dict(xs=[], ys=[], color=[]), name="toy2d-paths")
+        self.now_source = ColumnDataSource(dict(x=[], y=[], color=[]), name="toy2d-now")
+        self.frame_source = ColumnDataSource(dict(t=[0]), name="toy2d-frames")
+        self.step_label = Label(x=-EXTENT + 0.08, y=EXTENT - 0.2, text="", text_color="white", text_font_size="11pt",
+                                name="toy2d-step")
+        self._mapper = LinearColorMapper(palette=Viridis256, low=0, high=1)
+        self.plane = self._plane_figure()
         self._sigma_pipe = hv.streams.Pipe(data=None)
+        self.density_task = LatestTask(lambda req, _stop, publish: publish(density_result(req)), self._on_density,
+                                       self._on_error, name="toy2d-density")
+        self.traj_task = LatestTask(lambda req, _stop, publish: publish(trajectory_result(req)), self._on_traj,
+                                    self._on_error, name="toy2d-paths")
+        super().__init__(**params)
         self._sigma_pane = pn.pane.HoloViews(hv.DynamicMap(self._sigma_plot, streams=[self._sigma_pipe]),
                                              linked_axes=False, sizing_mode="stretch_width", min_height=260)
-        self._player = pn.widgets.Player.from_param(self.param.frame, name="Animation of the sampler steps", interval=100,
-                                                    loop_policy="once", show_loop_controls=False,
-                                                    sizing_mode="stretch_width", height=80)
+        self.player = pn.widgets.Player.from_param(self.param.frame, name="Sampler step (animation frame)",
+                                                   interval=1000 // FPS, loop_policy="once", show_loop_controls=False,
+                                                   visible_buttons=[], sizing_mode="stretch_width", height=60)
+        self.player.jscallback(value=_FRAME_JS, args=dict(full=self.full_source, shown=self.path_source,
+                                                          now=self.now_source, frames=self.frame_source,
+                                                          label=self.step_label))
+        b = dict(sizing_mode="stretch_width", min_width=50, margin=(2, 2))
+        self.first_button = pn.widgets.Button(label="⏮ First", description="Go to the first step (t = 0)", **b)
+        self.back_button = pn.widgets.Button(label="◀ Back", description="One frame back", **b)
+        self.play_button = pn.widgets.Button(label="▶ Play", color="primary",
+                                             description=f"Play the run at {FPS} frames/s (from t = 0 when at the end)", **b)
+        self.pause_button = pn.widgets.Button(label="❚❚ Pause", description="Pause the animation", **b)
+        self.next_button = pn.widgets.Button(label="Next ▶", description="One frame forward", **b)
+        self.last_button = pn.widgets.Button(label="Last ⏭", description="Go to the last step (the chains' ends)", **b)
+        for button, js in ((self.first_button, "p.direction = 0; p.value = p.start;"),
+                           (self.back_button, "p.direction = 0; p.value = Math.max(p.start, p.value - 1);"),
+                           (self.play_button, "if (p.value >= p.end) { p.value = p.start; } p.direction = 0; p.direction = 1;"),
+                           (self.pause_button, "p.direction = 0;"),
+                           (self.next_button, "p.direction = 0; p.value = Math.min(p.end, p.value + 1);"),
+                           (self.last_button, "p.direction = 0; p.value = p.end;")):
+            button.jscallback(clicks=js, args=dict(p=self.player))
+        self._sync_player()
+        self._show_curve()
+        self._show_info()
 
-        self.density_task = LatestTask(self._compute_density, self._render_density, self._on_error, name="toy2d-density")
-        self.traj_task = LatestTask(self._compute_traj, self._render_traj, self._on_error, name="toy2d-paths")
-        self._new_curve()
+    # ------------------------------------------------------------------ worker threads
+    def submit_density(self, req: dict[str, Any]) -> None:
+        self.density_task.submit(req)
 
-    # ------------------------------------------------------------------ requests
-    @param.depends("lobes", "amplitude", watch=True)
-    def _new_curve(self) -> None:
-        try:
-            self.prior = CurvePrior(r0=1.0, a=float(self.amplitude), lobes=int(self.lobes), n_points=PRIOR_POINTS)
-        except ValueError as e:
-            show_alert(self._alert, str(e))
-            return
-        pts = self.prior.points.numpy()
-        self._curve_pipe.send(np.vstack([pts, pts[:1]]))
-        self.update_density()
-        self.update_trajectories()
-
-    @param.depends("sigma", "n_arrows", "resolution", "log_scale", watch=True)
-    def update_density(self) -> None:
-        """Recompute p_σ on the grid and the arrows (on a worker thread when served)."""
-        self.density_task.submit(dict(prior=self.prior, sigma=float(self.sigma), n=int(self.n_arrows),
-                                      resolution=int(self.resolution), seed=int(self.seed), log=bool(self.log_scale)))
-
-    @param.depends("beta", "h0", "sigma0", "sigma_L", "chains", watch=True)
-    def update_trajectories(self) -> None:
-        """Run the sampler's chains from scratch (on a worker thread when served)."""
-        self.traj_task.submit(dict(prior=self.prior, beta=float(self.beta), h0=float(self.h0),
-                                   sigma0=float(self.sigma0), sigma_L=float(self.sigma_L), chains=int(self.chains),
-                                   seed=int(self.seed)))
-
-    @param.depends("seed", watch=True)
-    def _reseed(self) -> None:
-        self.update_density()
-        self.update_trajectories()
-
-    # ------------------------------------------------------------------ computation (worker threads)
-    def _compute_density(self, req: dict[str, Any], stop: threading.Event, publish: Callable[[Any], None]) -> None:
-        prior, sigma = req["prior"], req["sigma"]
-        xs, _, grid = plane_grid(EXTENT, req["resolution"])
-        logp = prior.log_density(grid, sigma)  # (R, R), row i = x₂ = xs[i]
-        g = torch.Generator().manual_seed(req["seed"])
-        x = prior.sample(req["n"], g) if req["n"] else torch.zeros(0, 2, dtype=torch.float64)
-        y = x + sigma * torch.randn(x.shape, generator=g, dtype=torch.float64)
-        mmse = CurveMMSE(prior, blind=False)
-        with torch.no_grad():
-            xhat = mmse(y, torch.full((len(y),), sigma, dtype=torch.float64)) if len(y) else y.clone()
-        publish(dict(req=req, xs=xs.numpy(), logp=logp.numpy(), clean=x.numpy(), noisy=y.numpy(), denoised=xhat.numpy()))
-
-    def _compute_traj(self, req: dict[str, Any], stop: threading.Event, publish: Callable[[Any], None]) -> None:
-        denoiser = CurveMMSE(req["prior"])  # blind: the sampler estimates σ_t from the residual
-        tr = ascent_trajectories(denoiser, req["chains"], h0=req["h0"], beta=req["beta"], sigma0=req["sigma0"],
-                                 sigma_L=req["sigma_L"], seed=req["seed"], max_steps=3000)
-        publish(dict(req=req, traj=tr))
+    def submit_trajectories(self, req: dict[str, Any]) -> None:
+        self.traj_task.submit(req)
 
     def _on_error(self, e: BaseException) -> None:
-        show_alert(self._alert, f"{type(e).__name__}: {e}")
+        self.error = f"{type(e).__name__}: {e}"
         notify(str(e))
 
+    @param.depends("error", watch=True)
+    def _show_error(self) -> None:
+        show_alert(self._alert, self.error)
+
     # ------------------------------------------------------------------ display (event loop)
-    def _render_density(self, msg: dict[str, Any]) -> None:
-        req = msg["req"]
-        self.xs, self.log_density = msg["xs"], msg["logp"]
-        self.density = np.exp(self.log_density)
-        self.clean, self.noisy, self.denoised = msg["clean"], msg["noisy"], msg["denoised"]
-        show_alert(self._alert, "")
-        with pn.io.hold():
-            self._heat_pipe.send((self.log_density if req["log"] else self.density, req["log"], req["sigma"]))
-            self._arrow_pipe.send((self.noisy, self.denoised))
-            dx = float(self.xs[1] - self.xs[0])
-            mass = float(self.density.sum() * dx * dx)
-            moved = (np.linalg.norm(self.denoised - self.noisy, axis=1).mean() if len(self.noisy) else float("nan"))
-            self._info.object = (f"σ = {fmt_number(self.sigma)} (noise std) · ∫p_σ over the square = {mass:.3f} "
-                                 f"(grid {len(self.xs)}×{len(self.xs)}) · mean arrow length ‖x̂(y) − y‖ = "
-                                 f"{fmt_number(moved)} · {len(self.noisy)} noisy points")
+    def curve_changed(self) -> None:
+        if hasattr(self, "curve_source"):
+            self._show_curve()
 
-    def _render_traj(self, msg: dict[str, Any]) -> None:
-        tr = msg["traj"]
-        self.trajectories = tr
-        T = tr.paths.shape[0] - 1
-        self._frames = np.unique(np.linspace(0, T, min(T + 1, MAX_FRAMES)).round().astype(int))
-        self.param.frame.bounds = (0, max(1, len(self._frames) - 1))
-        self._player.end = max(1, len(self._frames) - 1)
-        steps = tr.steps.numpy()
-        counts = {s: tr.status.count(s) for s in set(tr.status)}
-        self._traj_info.object = (f"**{len(steps)} chains**, {int(steps.min())}–{int(steps.max())} steps "
-                                  f"(β = {fmt_number(self.beta)}, h₀ = {fmt_number(self.h0)}) · "
-                                  + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-        with pn.io.hold():
-            self._sigma_pipe.send(tr)
-            if self.frame == 0:
-                self._show_frame()
-            else:
-                self.frame = 0
-            self._player.direction = 1  # play the new run
+    def _show_curve(self) -> None:
+        pts = self.curve_points
+        self.curve_source.data = dict(x=pts[:, 0], y=pts[:, 1])
 
-    @param.depends("frame", watch=True)
-    def _show_frame(self) -> None:
-        tr = self.trajectories
-        if tr is None:
-            return
-        t = int(self._frames[min(int(self.frame), len(self._frames) - 1)])
-        self._path_pipe.send((tr.paths[: t + 1].numpy(), t, tr.paths.shape[0] - 1))
+    @param.depends("info", "chain_info", watch=True)
+    def _show_info(self) -> None:
+        self._info.object, self._traj_info.object = self.info, self.chain_info
 
-    def _heat_plot(self, data: Any) -> hv.Image:
-        if data is None:
-            return hv.Image(np.zeros((2, 2)), bounds=(-EXTENT, -EXTENT, EXTENT, EXTENT), kdims=["x₁", "x₂"])
-        z, log, sigma = data
-        label = "log p_σ(y)" if log else "p_σ(y)"
-        # grid values sit at the cell centres: the R points of linspace(−e, e, R) span R cells of width dx
-        half = EXTENT / (z.shape[0] - 1)
-        b = EXTENT + half
-        # row 0 of the array is x₂ = −extent; hv.Image puts row 0 at the top, so flip
-        img = hv.Image(np.flipud(z), bounds=(-b, -b, b, b), kdims=["x₁", "x₂"],
-                       vdims=[hv.Dimension("p", label=label)])
-        lo = float(np.percentile(z, 5)) if log else 0.0
-        return img.opts(cmap="viridis", colorbar=True, clim=(lo, float(z.max())), tools=["hover"],
-                        title=f"p_σ for σ = {fmt_number(sigma)}, denoiser arrows y → x̂(y), sampler paths",
-                        colorbar_opts={"title": label})
+    def _on_density(self, msg: dict[str, Any]) -> None:
+        self.set_density(msg)
+        self._show_heat()
+        self.arrow_source.data = dict(x0=self.noisy[:, 0], y0=self.noisy[:, 1], x1=self.denoised[:, 0],
+                                      y1=self.denoised[:, 1])
 
-    @staticmethod
-    def _curve_plot(data: np.ndarray) -> hv.Path:
-        return hv.Path([data], kdims=["x₁", "x₂"]).opts(color="white", line_width=2.5, alpha=0.9)
+    def _show_heat(self) -> None:
+        z = self.heat
+        half = EXTENT / (z.shape[0] - 1)  # grid values sit at cell centres
+        g = self.plane.renderers[0].glyph
+        g.x = g.y = -EXTENT - half
+        g.dw = g.dh = 2 * (EXTENT + half)
+        self.heat_source.data = dict(image=[z])  # bokeh draws row 0 at the bottom: x₂ = xs[0] = −extent
+        self._mapper.low = float(np.percentile(z, 5)) if self.log_scale else 0.0
+        self._mapper.high = float(z.max())
+        label = "log p_σ(y)" if self.log_scale else "p_σ(y)"
+        self.plane.right[0].title = label
+        self.plane.title.text = f"{label} for σ = {self.sigma:g}, denoiser arrows y → x̂(y), sampler paths"
 
-    @staticmethod
-    def _arrow_plot(data: tuple[np.ndarray, np.ndarray]) -> hv.Overlay:
-        y, xh = data
-        seg = hv.Segments((y[:, 0], y[:, 1], xh[:, 0], xh[:, 1]), kdims=["x₁", "x₂", "x₁_end", "x₂_end"]).opts(
-            color=ARROW_COLOR, line_width=1.6, alpha=0.95)
-        tails = hv.Points(y, kdims=["x₁", "x₂"]).opts(marker="circle", size=6, fill_alpha=0, line_color=ARROW_COLOR,
-                                                     line_width=1.5)
-        heads = hv.Points(xh, kdims=["x₁", "x₂"]).opts(marker="circle", size=5, color=ARROW_COLOR,
-                                                      line_color="black", line_width=0.5)
-        return seg * tails * heads
+    def _on_traj(self, msg: dict[str, Any]) -> None:
+        self.set_trajectories(msg)
+        self._sync_player()
+        P = self.trajectories.paths.numpy()
+        colors = [_chain_color(b, P.shape[1]) for b in range(P.shape[1])]
+        self.full_source.data = dict(xs=[P[:, b, 0] for b in range(P.shape[1])],
+                                     ys=[P[:, b, 1] for b in range(P.shape[1])], color=colors)
+        self.frame_source.data = dict(t=self.frames)
+        self._draw_frame()
+        self._sigma_pipe.send(self.trajectories)
 
-    @staticmethod
-    def _path_plot(data: Any) -> hv.Overlay:
-        # before the first run: one placeholder chain far outside the view (empty colour-mapped paths fail)
-        paths, t, T = data if data is not None else (np.full((2, 1, 2), 10 * EXTENT), 0, 0)
-        B = paths.shape[1]
-        lines = hv.Path([{"x₁": paths[:, b, 0], "x₂": paths[:, b, 1], "chain": b} for b in range(B)],
-                        kdims=["x₁", "x₂"], vdims=["chain"]).opts(
-            color="chain", cmap=CHAIN_COLORS[:max(B, 2)] if B <= len(CHAIN_COLORS) else "Set1", line_width=1.5,
-            alpha=0.9)
-        now = hv.Points((paths[-1, :, 0], paths[-1, :, 1], np.arange(B)), kdims=["x₁", "x₂"], vdims=["chain"]).opts(
-            color="chain", cmap=CHAIN_COLORS[:max(B, 2)] if B <= len(CHAIN_COLORS) else "Set1", size=9,
-            line_color="black", line_width=1)
-        label = hv.Text(-EXTENT + 0.08, EXTENT - 0.12, f"sampler step t = {t} of {T}" if data is not None else "", halign="left").opts(
-            text_color="white", text_font_size="11pt")
-        return lines * now * label
+    def _sync_player(self) -> None:
+        if hasattr(self, "player"):
+            self.player.end = max(1, self.last_frame)
+
+    def _draw_frame(self) -> None:
+        """The current frame drawn from Python (a new run; the browser draws the others itself)."""
+        paths, t, T = self.frame_data()
+        colors = [_chain_color(b, paths.shape[1]) for b in range(paths.shape[1])]
+        self.path_source.data = dict(xs=[paths[:, b, 0] for b in range(paths.shape[1])],
+                                     ys=[paths[:, b, 1] for b in range(paths.shape[1])], color=colors)
+        self.now_source.data = dict(x=paths[-1, :, 0], y=paths[-1, :, 1], color=colors)
+        self.step_label.text = f"sampler step t = {t} of {T}"
+
+    def _plane_figure(self) -> figure:
+        fig = figure(frame_width=PLOT_PX, frame_height=PLOT_PX, x_range=(-EXTENT, EXTENT), y_range=(-EXTENT, EXTENT),
+                     x_axis_label="x₁", y_axis_label="x₂", toolbar_location="right", match_aspect=True,
+                     tools="pan,wheel_zoom,box_zoom,reset,save", title="p_σ(y)")
+        img = fig.image(image="image", x=-EXTENT, y=-EXTENT, dw=2 * EXTENT, dh=2 * EXTENT, source=self.heat_source,
+                        color_mapper=self._mapper)
+        fig.add_tools(HoverTool(renderers=[img], tooltips=[("x₁", "$x{0.00}"), ("x₂", "$y{0.00}"), ("p", "@image")]))
+        fig.add_layout(ColorBar(color_mapper=self._mapper, title="p_σ(y)"), "right")
+        fig.line("x", "y", source=self.curve_source, color="white", line_width=2.5, alpha=0.9)
+        fig.segment("x0", "y0", "x1", "y1", source=self.arrow_source, color=ARROW_COLOR, line_width=1.6, alpha=0.95)
+        fig.scatter("x0", "y0", source=self.arrow_source, size=6, fill_alpha=0, line_color=ARROW_COLOR, line_width=1.5)
+        fig.scatter("x1", "y1", source=self.arrow_source, size=5, color=ARROW_COLOR, line_color="black",
+                    line_width=0.5)
+        fig.multi_line("xs", "ys", source=self.path_source, color="color", line_width=1.5, alpha=0.9)
+        fig.scatter("x", "y", source=self.now_source, size=9, color="color", line_color="black", line_width=1)
+        fig.add_layout(self.step_label)
+        fig.grid.visible = False
+        return fig
 
     def _sigma_plot(self, data: Any) -> hv.Overlay:
-        tr = data
-        if tr is None:
-            s = np.ones((2, 1))
-        else:
-            s = tr.sigmas.numpy()
+        s = np.ones((2, 1)) if data is None else data.sigmas.numpy()[:, :1]  # pooled: one σ_t for all chains
         t = np.arange(1, s.shape[0] + 1, dtype=float)
-        B = s.shape[1]
-        cmap = CHAIN_COLORS[:max(B, 2)] if B <= len(CHAIN_COLORS) else "Set1"
-        paths = hv.Path([{"iteration t": t, "σ_t": s[:, b], "chain": b} for b in range(B)],
-                        kdims=["iteration t", "σ_t"], vdims=["chain"]).opts(color="chain", cmap=cmap, line_width=1.8,
-                                                                            framewise=True)
+        curve = hv.Curve((t, s[:, 0]), "iteration t", "σ_t").opts(color="#e41a1c", line_width=1.8, framewise=True)
         floor = hv.HLine(float(self.sigma_L)).opts(color="#555", line_dash="dotted")
-        return (paths * floor).opts(
+        return (curve * floor).opts(
             logy=True, xlabel="iteration t", ylabel="σ_t (noise std, log scale)",
-            title="Noise level σ_t of each chain (dotted: σ_L)", responsive=True, min_height=260, show_grid=True,
+            title="Noise level σ_t of the chains (dotted: σ_L)", responsive=True, min_height=260, show_grid=True,
             toolbar=None, show_legend=False, framewise=True, xlim=(1, max(2, len(t))),
             ylim=(float(self.sigma_L) / 2, max(float(np.nanmax(s)) if np.isfinite(s).any() else 1.0, 1.0) * 1.5))
 
     # ------------------------------------------------------------------ downloads
     def _png(self) -> io.BytesIO:
-        """The figure as drawn by bokeh is interactive; the PNG is a matplotlib-free raster of the plane."""
+        """A matplotlib-free raster of the plane (the bokeh figure itself is interactive)."""
         from PIL import Image, ImageDraw
+
+        from .plots import to_rgb
 
         size = 720
         z = self.density if self.density is not None else np.zeros((2, 2))
-        zz = np.flipud(z / max(float(z.max()), 1e-12))
-        from .plots import to_rgb
-
-        base = Image.fromarray(to_rgb(zz)).resize((size, size), Image.Resampling.BILINEAR)
+        base = Image.fromarray(to_rgb(np.flipud(z / max(float(z.max()), 1e-12)))).resize((size, size),
+                                                                                          Image.Resampling.BILINEAR)
         draw = ImageDraw.Draw(base)
 
         def px(p: np.ndarray) -> tuple[float, float]:
             return ((p[0] + EXTENT) / (2 * EXTENT) * size, (EXTENT - p[1]) / (2 * EXTENT) * size)
 
-        if self.prior is not None:
-            pts = self.prior.points.numpy()
-            draw.line([px(p) for p in np.vstack([pts, pts[:1]])], fill=(255, 255, 255), width=2)
+        draw.line([px(p) for p in self.curve_points], fill=(255, 255, 255), width=2)
         for a, b in zip(self.noisy, self.denoised):
             draw.line([px(a), px(b)], fill=(255, 159, 28), width=2)
         if self.trajectories is not None:
@@ -312,16 +247,12 @@ class Toy2DView(ToolView):
         return buf
 
     def _npz(self) -> io.BytesIO:
-        arrays: dict[str, Any] = dict(grid=self.xs, density=self.density, curve=None if self.prior is None
-                                      else self.prior.points, noisy=self.noisy, denoised=self.denoised,
-                                      clean=self.clean)
+        arrays: dict[str, Any] = dict(grid=self.xs, density=self.density, curve=self.prior.points, noisy=self.noisy,
+                                      denoised=self.denoised, clean=self.clean)
         if self.trajectories is not None:
             arrays.update(paths=self.trajectories.paths, path_sigmas=self.trajectories.sigmas,
                           path_end_denoised=self.trajectories.denoised)
-        params = {k: getattr(self, k) for k in ("sigma", "lobes", "amplitude", "n_arrows", "resolution", "beta", "h0",
-                                                "sigma0", "sigma_L", "chains", "seed")}
-        params["extent"] = EXTENT
-        return npz_bytes(arrays, params)
+        return npz_bytes(arrays, self.parameters())
 
     def _basename(self) -> str:
         return f"toy2d_sigma{self.sigma:g}_beta{self.beta:g}_h0{self.h0:g}_seed{self.seed}"
@@ -346,19 +277,37 @@ class Toy2DView(ToolView):
             pn.widgets.FloatSlider.from_param(self.param.sigma0, name="σ₀ (initial noise std)", throttled=True, **w),
             pn.widgets.FloatSlider.from_param(self.param.sigma_L, name="σ_L (stop at this noise std)",
                                               format="0.000", throttled=True, **w),
-            pn.Row(pn.widgets.IntInput.from_param(self.param.chains, name="Chains", **w),
-                   pn.widgets.IntInput.from_param(self.param.seed, name="Seed", **w), **w),
+            pn.Row(bounded_input(self, "chains", "Chains", **w), bounded_input(self, "seed", "Seed", **w), **w),
             **w)
 
     def main(self) -> pn.Column:
         self.density_task.bind()
         self.traj_task.bind()
+        buttons = pn.Row(self.first_button, self.back_button, self.play_button, self.pause_button, self.next_button,
+                         self.last_button, sizing_mode="stretch_width")
         return pn.Column(
             self._alert,
-            pn.Row(pn.Column(self._plane_pane, self._info, width=PLOT_PX + 120),
-                   pn.Column(self._player, self._traj_info, self._sigma_pane, sizing_mode="stretch_width",
+            pn.Row(pn.Column(pn.pane.Bokeh(self.plane, margin=(0, 5)), self._info, width=PLOT_PX + 120),
+                   pn.Column(buttons, self.player, self._traj_info, self._sigma_pane, sizing_mode="stretch_width",
                              min_width=300),
                    sizing_mode="stretch_width"),
             downloads(self._png, self._npz, self._basename),
             explanation(EXPLANATION, title="Denoising and sampling in the plane"),
             sizing_mode="stretch_width")
+
+
+def _chain_color(b: int, n: int) -> str:
+    return CHAIN_COLORS[b % len(CHAIN_COLORS)]
+
+
+# one frame, in the browser: the full paths of the run sliced up to the frame's step t
+_FRAME_JS = """
+const T = full.data.xs.length ? full.data.xs[0].length - 1 : 0;
+const k = Math.max(0, Math.min(cb_obj.value, frames.data.t.length - 1));
+const t = frames.data.t[k];
+const xs = full.data.xs.map(a => a.slice(0, t + 1));
+const ys = full.data.ys.map(a => a.slice(0, t + 1));
+shown.data = {xs: xs, ys: ys, color: full.data.color};
+now.data = {x: xs.map(a => a[a.length - 1]), y: ys.map(a => a[a.length - 1]), color: full.data.color};
+label.text = `sampler step t = ${t} of ${T}`;
+"""
