@@ -1,0 +1,9 @@
+"""Memorization vs generalization (Kadkhodaie et al., ICLR 2024) as a web app: ``panel serve apps/generalization.py``."""
+import panel as pn
+
+from explorer.ui.generalization_view import GeneralizationView
+from explorer.ui.theme import limit_torch_threads
+
+pn.extension("mathjax", notifications=True)
+limit_torch_threads()
+GeneralizationView().template().servable(title="Generalization · Denoiser Explorer")

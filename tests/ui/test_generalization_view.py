@@ -1,0 +1,145 @@
+"""The Generalization tool without a browser: GeneralizationState on fake pairs (two copies of a tiny
+denoiser with subset records, in a temporary EXPLORER_MODELS catalog), the view, its downloads, and
+the message when no pair exists."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import explorer.checkpoints as checkpoints
+from explorer.checkpoints import save_model
+from explorer.data.registry import mnist_subsets
+from explorer.train import subset_record
+from explorer.ui.generalization_state import NO_PAIR, GeneralizationState
+from explorer.ui.generalization_view import GeneralizationView
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+SIZES = (2, 3)
+FAST = dict(h0=0.05, max_steps=300)  # a few dozen steps per chain
+
+
+@pytest.fixture
+def empty_catalog(tmp_path, monkeypatch):
+    """No published model and no run folder: only what a test writes into ``tmp/models`` exists."""
+    for name in ("models", "runs", "pretrained"):
+        (tmp_path / name).mkdir()
+    monkeypatch.setenv("EXPLORER_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("EXPLORER_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(checkpoints, "PRETRAINED_DIR", tmp_path / "pretrained")
+    return tmp_path / "models"
+
+
+@pytest.fixture
+def fake_pairs(empty_catalog, tiny_handle):
+    """gen-mnist-N{2,3}-{A,B}: the same tiny denoiser saved four times, each card with its subset record."""
+    for n in SIZES:
+        for part in "AB":
+            save_model(tiny_handle.model, "dncnn", empty_catalog, f"gen-mnist-N{n}-{part}",
+                       training={"data": "mnist", "subset": subset_record(n, part, 0), "steps": 10})
+    return empty_catalog
+
+
+@pytest.fixture
+def state(fake_pairs):
+    return GeneralizationState(**FAST)
+
+
+def test_the_state_finds_the_published_pairs(state):
+    assert state.sizes == list(SIZES) and state.source == "published" and state.message == ""
+    assert state.N == SIZES[0] and state.param.N.objects == list(SIZES)
+    assert "Published" in state.source_text()
+
+
+def test_same_noise_end_to_end_identical_models_agree_and_the_empirical_sample_is_a_training_digit(state):
+    state.seed = 5
+    r = state.run()
+    assert r is state.result and r.n == 2 and r.seed == 5
+    # A and B are the same network: from the same noise they must return the very same image
+    np.testing.assert_array_equal(r.samples["A"], r.samples["B"])
+    assert r.pair_cos == pytest.approx(1.0, abs=1e-9)
+    assert r.steps["A"] == r.steps["B"] > 0
+    # the empirical denoiser of A memorizes: its sample is one of A's digits
+    assert r.nearest_cos["empirical"] >= 0.95
+    assert r.nearest_digit["empirical"] in mnist_subsets(2, 0)[0].tolist()
+    a, b = mnist_subsets(2, 0)
+    assert r.nearest_digit["A"] in a.tolist() and r.nearest_digit["B"] in b.tolist()  # each its own set
+    assert r.samples["A"].shape == (32, 32) and r.nearest["A"].shape == (32, 32)
+    # another seed is another noise
+    state.seed = 6
+    assert not np.array_equal(state.run().samples["A"], r.samples["A"])
+
+
+def test_a_run_reports_progress_and_the_settings(state):
+    seen = []
+    r = state.run(progress=lambda f, text: seen.append((f, text)))
+    assert seen[0][0] == 0.0 and seen[-1] == (1.0, "done")
+    assert all(0 <= f <= 1 for f, _ in seen)
+    assert r.settings == dict(N=2, seed=0, beta=0.5, h0=0.05, sigma_L=0.01, max_steps=300)
+
+
+def test_the_sweep_accumulates_seeds_over_every_n(state):
+    state.extend_sweep(2)
+    t = state.sweep_table()
+    assert t["N"].tolist() == list(SIZES) and t["seeds"].tolist() == [2, 2] and state.sweep_seed_count == 2
+    np.testing.assert_allclose(t["pair_cos"], 1.0, atol=1e-9)  # identical models, every seed
+    assert (t["nearest_empirical"] >= 0.95).all()
+    for k in ("psnr_train_A", "psnr_held_A", "psnr_train_B", "psnr_held_B"):
+        assert np.isfinite(t[k]).all()
+    state.extend_sweep(3)
+    assert state.sweep_table()["seeds"].tolist() == [5, 5]
+    assert [e.seeds for e in state.sweep.values()] == [[0, 1, 2, 3, 4]] * 2  # seeds 0, 1, 2, … in order
+    state.beta = 0.6  # another setting: a new sweep
+    assert state.sweep_seed_count == 0 and len(state.sweep_table()["N"]) == 0
+
+
+def test_the_view_builds_runs_and_sweeps(state):
+    view = GeneralizationView(state)
+    assert view.__panel__() is not None and view.template() is not None
+    assert state.result is not None and view.error == ""  # the first seed ran while building
+    state.seed = 3  # a change of seed samples again
+    assert state.result.seed == 3
+    assert "cos = " in state.image_panels()[1][0]
+    view.sweep()
+    view.worker.join(120)
+    assert state.sweep_seed_count == 16
+
+
+def test_downloads_hold_the_images_and_arrays(state):
+    view = GeneralizationView(state)
+    png = Image.open(view.png())
+    assert png.format == "PNG" and png.width > 5 * 192
+    data = np.load(io.BytesIO(view.npz().getvalue()))
+    for k in ("sample_A", "sample_B", "sample_empirical", "nearest_A", "nearest_B", "initial"):
+        assert data[k].shape == (32, 32)
+    np.testing.assert_array_equal(data["sample_A"], state.result.samples["A"])
+    assert float(data["pair_cos"]) == pytest.approx(state.result.pair_cos)
+    params = json.loads(str(data["params"]))
+    assert params["N"] == 2 and params["seed"] == 0 and params["psnr_sigma"] == 0.2
+    assert view.state.basename() == "generalization_N2_seed0_beta0.5_h00.05"
+
+
+def test_no_pair_is_a_message_not_a_crash(empty_catalog):
+    state = GeneralizationState()
+    assert state.sizes == [] and state.source == "none" and state.N is None
+    assert state.message == NO_PAIR and "scripts/train_generalization.sh" in state.message
+    assert state.run() is None and state.extend_sweep() == {}
+    view = GeneralizationView(state)
+    view.__panel__()
+    view.run()
+    view.sweep()
+    assert view.state.result is None
+    assert np.load(io.BytesIO(view.npz().getvalue()))["params"].size == 1
+    Image.open(view.png())  # a placeholder PNG
+
+
+def test_an_unverifiable_subset_is_reported(fake_pairs):
+    card = fake_pairs / "gen-mnist-N2-B.json"
+    card.write_text(card.read_text().replace(subset_record(2, "B", 0)["sha256"], "f" * 64))
+    state = GeneralizationState(**FAST)
+    view = GeneralizationView(state)
+    assert state.result is None and "sha256" in view.error
