@@ -90,6 +90,25 @@ def predicted_sigmas(sigma0: float, h0: float, beta: float, steps: int, fixed_h:
     return sigma0 * torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1.0 - beta * hs, 0)])
 
 
+def predicted_steps(sigma0: float, h0: float, beta: float, sigma_L: float, cap: int = 100_000,
+                    fixed_h: float | None = None) -> int:
+    """How many iterations the designed schedule takes from σ₀ down to σ_L: the smallest T with σ̄_T ≤ σ_L.
+
+    The schedule removes a fraction βh_t of the noise per step,
+
+        σ̄₀ = σ₀,   σ̄_t = (1 − βh_t) σ̄_{t−1}   (σ_{t+1} ≈ (1 − βh_t)σ_t for the measured σ),
+
+    with h_t = h₀t / (1 + h₀(t − 1)) (:func:`step_size`, or ``fixed_h``), so σ̄_T = σ₀Π_{s≤T}(1 − βh_s) as in
+    :func:`predicted_sigmas`. 0 if σ₀ ≤ σ_L already; ``cap`` if the schedule does not get there within
+    ``cap`` steps. A pure function: what a UI shows as "≈ T steps predicted" and sizes its plots with.
+    """
+    sig, t = float(sigma0), 0
+    while sig > sigma_L and t < cap:
+        t += 1
+        sig *= 1.0 - beta * (fixed_h if fixed_h is not None else step_size(t, h0))
+    return t
+
+
 def tracked_noise_level(level: Tensor, sigma: Tensor, gamma: Tensor, h: float) -> Tensor:
     """s_t = √(γ_t² + max((1 − 2h_t)s_{t−1}² + h_t²σ_t², 0)), the noise level of y_t from that of y_{t−1}.
 

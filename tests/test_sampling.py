@@ -12,7 +12,8 @@ from explorer import ModelHandle, Sampler, sample, solve_inverse
 from explorer.denoisers.base import Denoiser
 from explorer.denoisers.exact import EmpiricalDenoiser
 from explorer.measurements import Inpainting, RandomBasis, SuperResolution
-from explorer.sampling import injected_noise_scale, predicted_sigmas, step_size, tracked_noise_level
+from explorer.sampling import (injected_noise_scale, predicted_sigmas, predicted_steps, step_size,
+                               tracked_noise_level)
 
 
 class IsotropicGaussian(Denoiser):
@@ -93,6 +94,26 @@ def test_step_size_and_prediction_formulas():
     s, h, b = torch.tensor([0.7]), 0.3, 0.4
     assert ((1 - h) ** 2 * s**2 + injected_noise_scale(s, h, b) ** 2).item() == pytest.approx(((1 - b * h) * 0.7) ** 2)
     assert injected_noise_scale(s, h, 1.0).item() == 0.0
+
+
+@pytest.mark.parametrize("sigma0, h0, beta, sigma_L", [(1.0, 0.01, 0.5, 0.01), (1.0, 0.05, 0.8, 0.05),
+                                                        (2.0, 0.001, 0.05, 0.002), (0.7, 0.5, 1.0, 0.1)])
+def test_predicted_steps_is_the_first_step_of_the_recursion_below_sigma_L(sigma0, h0, beta, sigma_L):
+    # direct simulation of σ_{t+1} = (1 − βh_{t+1})σ_t from σ₀, counting steps until σ ≤ σ_L
+    sig, steps = sigma0, 0
+    while sig > sigma_L:
+        steps += 1
+        sig = (1 - beta * h0 * steps / (1 + h0 * (steps - 1))) * sig
+    assert predicted_steps(sigma0, h0, beta, sigma_L) == steps
+    curve = predicted_sigmas(sigma0, h0, beta, steps)
+    assert curve[steps] <= sigma_L < curve[steps - 1]  # the same schedule as predicted_sigmas
+
+
+def test_predicted_steps_edge_cases():
+    assert predicted_steps(0.05, 0.01, 0.5, 0.1) == 0  # σ₀ ≤ σ_L: nothing to do
+    assert predicted_steps(1.0, 0.001, 0.01, 0.002, cap=50) == 50  # capped
+    # a fixed step: σ₀(1 − βh)^T ≤ σ_L
+    assert predicted_steps(1.0, 0.01, 0.5, 0.1, fixed_h=0.2) == math.ceil(math.log(0.1) / math.log(0.9))
 
 
 # --------------------------------------------------------------------------- (a) prior moments
