@@ -1,0 +1,105 @@
+"""explorer.posterior: Cov[x | y] = σ²∂x̂/∂y, checked where the posterior is known in closed form."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from explorer import ModelHandle
+from explorer.denoisers.exact import GaussianPriorDenoiser
+from explorer.posterior import calibration, jacobian_diagonal, posterior_std, probes
+
+
+def correlated_prior(h: int = 8, w: int = 8, length: float = 2.0, seed: int = 0):
+    """N(μ, Σ) on h×w images with a squared-exponential covariance (neighbouring pixels correlated)."""
+    yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    p = np.stack([yy.ravel(), xx.ravel()], 1)
+    d2 = ((p[:, None] - p[None]) ** 2).sum(-1)
+    cov = 0.04 * np.exp(-d2 / (2 * length**2)) + 1e-4 * np.eye(h * w)
+    mean = np.random.default_rng(seed).uniform(0.3, 0.7, (h, w))
+    return mean, cov
+
+
+def closed_form_std(cov: np.ndarray, sigma: float) -> np.ndarray:
+    """√diag(Σ − Σ(Σ + σ²I)⁻¹Σ), the posterior standard deviation of x given y = x + σz."""
+    post = cov - cov @ np.linalg.solve(cov + sigma**2 * np.eye(len(cov)), cov)
+    return np.sqrt(np.diag(post))
+
+
+@pytest.fixture(scope="module")
+def gaussian():
+    mean, cov = correlated_prior()
+    handle = ModelHandle(GaussianPriorDenoiser(torch.tensor(mean, dtype=torch.float32), cov), device="cpu", name="gauss")
+    rng = np.random.default_rng(1)
+    x = rng.multivariate_normal(mean.ravel(), cov).reshape(8, 8).astype(np.float32)
+    return handle, mean, cov, x
+
+
+def test_the_probes_partition_the_image_and_carry_the_signs():
+    s = torch.where(torch.rand(2, 6, 7) > 0.5, 1.0, -1.0)
+    V = probes((2, 6, 7), 3, s)
+    assert V.shape == (2 * 9, 2, 6, 7)
+    torch.testing.assert_close(V.sum(0), s)
+    assert ((V != 0).sum(0) == 1).all()  # every pixel in exactly one probe
+
+
+@pytest.mark.parametrize("sigma", [0.05, 0.2])
+def test_the_posterior_std_of_the_gaussian_prior_is_the_closed_form(gaussian, sigma):
+    handle, mean, cov, x = gaussian
+    y = x + sigma * np.random.default_rng(2).standard_normal(x.shape).astype(np.float32)
+    expected = closed_form_std(cov, sigma).reshape(8, 8)
+    exact = posterior_std(handle, y, sigma, method="exact")
+    np.testing.assert_allclose(exact.std[0].numpy(), expected, rtol=1e-4)
+    # probing with a period as large as the image is exact as well (one pixel per colour)
+    full = posterior_std(handle, y, sigma, period=8, repeats=1)
+    np.testing.assert_allclose(full.std[0].numpy(), expected, rtol=1e-4)
+    # a short period leaves zero-mean cross terms: within 5 % (median) with 16 sign draws
+    short = posterior_std(handle, y, sigma, period=4, repeats=16)
+    rel = np.abs(short.std[0].numpy() - expected) / expected
+    assert np.median(rel) < 0.05
+    assert short.diagonal.products == 16 * 16
+    # its standard error says how far off it is: most entries within 3 standard errors
+    d_exact = (expected**2 / sigma**2)
+    z = np.abs(short.diagonal.diagonal[0].numpy() - d_exact) / short.diagonal.standard_error[0].numpy()
+    assert np.mean(z < 3) > 0.9
+
+
+def test_a_linear_denoiser_shrinking_by_a_constant_has_diagonal_that_constant():
+    class Shrink(torch.nn.Module):
+        blind, bias_free, channels, min_size = True, True, 1, 1
+
+        def forward(self, y, sigma=None):
+            return 0.3 * y
+
+    handle = ModelHandle(Shrink(), device="cpu", name="shrink")
+    y = np.random.default_rng(0).random((16, 16)).astype(np.float32)
+    d = jacobian_diagonal(handle, y, period=4, repeats=1)
+    torch.testing.assert_close(d.diagonal, torch.full((1, 16, 16), 0.3))
+
+
+def test_calibration_counts_pixels_within_k_standard_deviations():
+    err = np.array([0.1, -0.5, 1.5, 3.0])
+    std = np.ones(4)
+    assert calibration(err, std) == {1.0: 0.5, 2.0: 0.75}
+    # errors drawn from the stated posterior are calibrated
+    rng = np.random.default_rng(0)
+    s = rng.uniform(0.1, 1.0, 100_000)
+    c = calibration(s * rng.standard_normal(s.shape), s)
+    assert abs(c[1.0] - 0.683) < 0.01 and abs(c[2.0] - 0.954) < 0.01
+
+
+def test_bad_arguments_are_refused():
+    class Identity(torch.nn.Module):
+        blind, bias_free, channels, min_size = True, True, 1, 1
+
+        def forward(self, y, sigma=None):
+            return y
+
+    handle = ModelHandle(Identity(), device="cpu", name="identity")
+    y = np.zeros((70, 70), np.float32)
+    with pytest.raises(ValueError, match="method='exact' needs"):
+        jacobian_diagonal(handle, y, 0.1, method="exact")
+    with pytest.raises(ValueError, match="method must be"):
+        jacobian_diagonal(handle, y, 0.1, method="hutch")
+    with pytest.raises(ValueError, match="period and repeats"):
+        jacobian_diagonal(handle, y, 0.1, period=0)
