@@ -8,7 +8,7 @@ from explorer.ui.explorer_app import ExplorerApp
 from explorer.ui.tasks import sync_url
 from explorer.ui.theme import limit_torch_threads
 
-pn.extension("mathjax", notifications=True)
+pn.extension("mathjax", "filedropper", notifications=True)  # filedropper: the upload widget (explorer.ui.sources.UploadBox)
 limit_torch_threads()
 app = ExplorerApp()
 sync_url(app, ["page"])

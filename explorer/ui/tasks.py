@@ -13,7 +13,8 @@ One daemon worker thread per runner, alive while it has work queued:
   :meth:`join` by hand), and ``on_done(error_or_None)`` follows the last one.
 
 Both: ``cancel()`` / ``stop()``, ``running``; a destroyed session stops the work and ends the thread;
-errors are printed and reported on the loop. Also :func:`session_doc` and :func:`sync_url`.
+errors are printed and reported on the loop; nothing is pushed to a page whose websocket has closed
+(:func:`session_closed`: the work is stopped instead). Also :func:`session_doc` and :func:`sync_url`.
 """
 from __future__ import annotations
 
@@ -34,6 +35,31 @@ def session_doc() -> Any:
     """The current bokeh document if it belongs to a served session, else None."""
     doc = pn.state.curdoc
     return doc if doc is not None and getattr(doc, "session_context", None) is not None else None
+
+
+def session_closed(doc: Any) -> bool:
+    """True once a served page's websocket is gone or going (tab closed, page left) or its session destroyed.
+
+    Pushing to such a session only makes tornado raise ``WebSocketClosedError`` (bokeh logs "Failed sending
+    message as connection was closed"). False outside a server and before the page has connected.
+    """
+    session = getattr(getattr(doc, "session_context", None), "_session", None)
+    if session is None:
+        return False
+    if getattr(session, "destroyed", False):
+        return True
+    conns = getattr(session, "_subscribed_connections", None)
+    if not conns:
+        return False  # not connected yet (or a server we do not know): never drop work for that
+
+    def gone(conn: Any) -> bool:
+        ws = getattr(getattr(conn, "_socket", None), "ws_connection", None)
+        return ws is None or ws.is_closing()
+
+    try:
+        return all(gone(c) for c in list(conns))
+    except Exception:  # noqa: BLE001 - a bokeh/tornado we do not know: assume it is alive
+        return False
 
 
 def _running_loop() -> bool:
@@ -183,6 +209,9 @@ class LatestTask:
                 # the other sessions; look again in 100 ms instead (the callback dies with the session).
                 doc.add_timeout_callback(lambda: self._call(doc, gen, fn), 100)
                 return
+            if session_closed(doc):  # the tab is gone: nothing to show it to, stop the work
+                self.shutdown()
+                return
             fn()
 
         with set_curdoc(doc):
@@ -235,6 +264,9 @@ class BackgroundWorker(LatestTask):
 
     def flush(self) -> bool:
         """Render the newest snapshot if there is one; report the end of the work. True if rendered."""
+        if self._doc is not None and session_closed(self._doc):  # the tab is gone: stop, push nothing
+            self.shutdown()
+            return False
         with self._lock:
             snap, dirty, self._dirty = self._latest, self._dirty, False
         rendered = False

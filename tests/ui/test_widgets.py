@@ -421,3 +421,46 @@ def test_a_bounded_input_states_its_range_and_clamps_out_of_range_values_visibly
     sigma.value = 2.5
     assert (sigma.value, state.sigma) == (1.0, 1.0)
     assert sigma.label == "σ (0–1)"
+
+
+# ------------------------------------------------------------------------------------------ issue #15 item 10
+def _doc_with_socket(ws_connection):
+    conn = SimpleNamespace(_socket=SimpleNamespace(ws_connection=ws_connection))
+    session = SimpleNamespace(destroyed=False, _subscribed_connections=[conn] if ws_connection != "none" else [])
+    return SimpleNamespace(session_context=SimpleNamespace(_session=session))
+
+
+def test_session_closed_sees_a_closed_websocket_but_not_an_unconnected_page():
+    from explorer.ui.tasks import session_closed
+
+    assert not session_closed(Document())  # outside a server
+    assert not session_closed(_doc_with_socket("none"))  # served, the page has not connected yet
+    assert not session_closed(_doc_with_socket(SimpleNamespace(is_closing=lambda: False)))
+    assert session_closed(_doc_with_socket(SimpleNamespace(is_closing=lambda: True)))
+    assert session_closed(_doc_with_socket(None))  # tornado drops ws_connection once closed
+
+
+def test_a_worker_pushes_nothing_to_a_closed_tab_and_stops_its_work():
+    """The WebSocketClosedError noise: renders of a session whose tab closed mid-update."""
+    rendered = []
+    worker = BackgroundWorker(rendered.append)
+    worker._doc = _doc_with_socket(None)
+    worker.publish("snapshot")
+    assert worker.flush() is False and rendered == [] and worker.stop_event.is_set()
+
+
+def test_bokehs_fixed_sizing_warning_is_silenced_for_frame_sized_figures(caplog):
+    import holoviews as hv
+    from bokeh.core.validation import check_integrity
+    from bokeh.core.validation.check import process_validation_issues
+
+    from explorer.ui import theme  # noqa: F401 - silences W-1005
+    from explorer.ui.plots import gray_image
+
+    fig = hv.render(gray_image(np.zeros((8, 8), np.float32)))
+    assert fig.sizing_mode == "fixed" and fig.width is None and fig.frame_width  # what bokeh warns about
+    issues = check_integrity([fig])
+    assert [w.code for w in issues.warning] == [1005]
+    with caplog.at_level("WARNING", logger="bokeh"):
+        process_validation_issues(issues)  # what the server does when it serializes a page
+    assert "W-1005" not in caplog.text
