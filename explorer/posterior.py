@@ -20,6 +20,12 @@ variance by R. The estimate is unbiased for any p; its standard error, from the 
 repeats, is returned with it. Cost: C·p²·R Jacobian-vector products, batched (one forward pass of a
 batch of tangents each on the replay fast path). ``method="exact"`` uses the N unit vectors (small
 images only). For the Gaussian prior N(μ, Σ) the identity is exact: σ²A = Σ − Σ(Σ + σ²I)⁻¹Σ.
+
+Measured (``scripts/posterior_accuracy.py``: bf-natural-gray, 32×32 camera): the default period 4 with
+4 sign draws (64 products) gives the posterior standard deviation within a median 0.8 / 1.2 / 2.7 % of
+the exact one at σ = 0.05 / 0.1 / 0.2; period 8 with 2 draws (128 products) within 0.3 / 0.5 / 1.0 %.
+A trained network's diagonal has a few negative entries (0.3–5 % of pixels there: its Jacobian is not
+exactly a covariance), which :func:`posterior_std` clips to 0.
 """
 from __future__ import annotations
 
@@ -71,7 +77,7 @@ def probes(shape: tuple[int, int, int], period: int, signs: Tensor | None = None
 
 
 def jacobian_diagonal(handle: ModelHandle, y: ArrayOrTensor, sigma: SigmaLike = None, *, method: Method = "probing",
-                      period: int = 8, repeats: int = 2, seed: int = 0) -> DiagonalEstimate:
+                      period: int = 4, repeats: int = 4, seed: int = 0) -> DiagonalEstimate:
     """diag ∂x̂/∂y at the image y (C, H, W), by coloured probing with random signs (see the module)
     or exactly (``method="exact"``, N products, N ≤ 4096). ``sigma`` is told to a non-blind denoiser."""
     if method not in ("probing", "exact"):
