@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import io
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import panel as pn
 import param
+from PIL import Image
 
 from .plots import gray_image
 from .text import notify, tex
@@ -66,14 +69,63 @@ TOOLS: tuple[Tool, ...] = (
 )
 
 
+# The informative part of each tool's screenshot (docs/screenshots/KEY.png, 1500 px wide): its figures,
+# without the browser's header, the sidebar and the run buttons, as (left, top, right, bottom) pixels.
+THUMBNAIL_CROPS: dict[str, tuple[int, int, int, int]] = {
+    "sampler": (345, 268, 1380, 700),
+    "inverse": (345, 262, 1250, 660),
+    "filters": (345, 70, 1500, 480),
+    "gahb": (345, 195, 1250, 585),
+    "energy": (345, 160, 1440, 560),
+    "toy2d": (345, 60, 1500, 520),
+}
+CARD_WIDTH = 540  # two cards a row beside the sidebar on a 1500-px window, one on a narrow one
+THUMBNAIL_WIDTH = CARD_WIDTH - 30
+
+
+@lru_cache(maxsize=16)
+def _cropped_png(path: str, box: tuple[int, int, int, int] | None, mtime: float) -> tuple[bytes, int, int]:
+    """PNG bytes of the crop ``box`` of the image at ``path`` (clamped to it), and the crop's size."""
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if box is not None:
+            left, top, right, bottom = box
+            im = im.crop((max(0, left), max(0, top), min(im.width, right), min(im.height, bottom)))
+        buf = io.BytesIO()
+        im.save(buf, format="PNG", optimize=True)
+        return buf.getvalue(), im.width, im.height
+
+
+def thumbnail_png(key: str) -> tuple[bytes, int, int] | None:
+    """The overview's picture of a tool: the cropped screenshot (PNG bytes, width, height), or None."""
+    path = SCREENSHOTS / f"{key}.png"
+    if not path.is_file():
+        return None
+    try:
+        return _cropped_png(str(path), THUMBNAIL_CROPS.get(key), path.stat().st_mtime)
+    except OSError:
+        return None
+
+
 def _thumbnail(tool: Tool) -> pn.viewable.Viewable:
-    path = SCREENSHOTS / f"{tool.key}.png"
-    if path.is_file():
-        return pn.pane.PNG(str(path), width=260, height=170, fixed_aspect=False,
-                           styles={"object-fit": "cover", "border": "1px solid #ddd", "border-radius": "4px"})
+    shot = thumbnail_png(tool.key)
+    if shot is not None:
+        data, w, h = shot
+        return pn.pane.PNG(data, width=THUMBNAIL_WIDTH, height=round(THUMBNAIL_WIDTH * h / w), margin=(5, 5),
+                           alt_text=f"A screenshot of the {tool.title} tool",
+                           styles={"border": "1px solid #ddd", "border-radius": "4px"})
     rng = np.random.default_rng(abs(hash(tool.key)) % 2**32)
     tile = np.clip(0.5 + 0.25 * rng.standard_normal((24, 24)), 0, 1).astype(np.float32)
     return pn.pane.HoloViews(gray_image(tile, "", size=120), margin=(0, 70))
+
+
+def open_label(tool: Tool) -> str:
+    """The overview button of a tool: "Open harmonic basis (GAHB) →" (only a capital that starts a plain
+    word is lowered, so acronyms and "2-D" keep theirs)."""
+    t = tool.title
+    if len(t) > 1 and t[0].isupper() and t[1].islower():
+        t = t[0].lower() + t[1:]
+    return f"Open {t} →"
 
 
 class ExplorerApp(ToolView):
@@ -118,11 +170,11 @@ class ExplorerApp(ToolView):
     def overview(self) -> pn.viewable.Viewable:
         cards = []
         for tool in TOOLS:
-            open_b = pn.widgets.Button(label=f"Open {tool.title.lower()} →" if tool.available else "coming soon",
-                                       color="primary", disabled=not tool.available, width=260)
+            open_b = pn.widgets.Button(label=open_label(tool) if tool.available else "coming soon",
+                                       color="primary", disabled=not tool.available, width=260, margin=(5, 10))
             open_b.on_click(lambda _e, k=tool.key: setattr(self, "page", k))
-            cards.append(pn.Card(_thumbnail(tool), pn.pane.Markdown(tool.summary, width=260), open_b,
-                                 title=tool.title, collapsible=False, width=300, margin=10,
+            cards.append(pn.Card(_thumbnail(tool), pn.pane.Markdown(tool.summary, width=THUMBNAIL_WIDTH), open_b,
+                                 title=tool.title, collapsible=False, width=CARD_WIDTH, margin=10,
                                  header_background="#eef3f7"))
         intro = pn.pane.Markdown(tex(
             "## Look inside image denoisers\n"
@@ -164,4 +216,4 @@ class ExplorerApp(ToolView):
         return self._main
 
 
-__all__ = ["TOOLS", "ExplorerApp", "Tool", "ACCENT"]
+__all__ = ["TOOLS", "ExplorerApp", "Tool", "ACCENT", "open_label", "thumbnail_png"]

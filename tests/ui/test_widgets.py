@@ -464,3 +464,27 @@ def test_bokehs_fixed_sizing_warning_is_silenced_for_frame_sized_figures(caplog)
     with caplog.at_level("WARNING", logger="bokeh"):
         process_validation_issues(issues)  # what the server does when it serializes a page
     assert "W-1005" not in caplog.text
+
+
+# ------------------------------------------------------------------------------------------ issue #15 item 9
+def test_the_overview_shows_cropped_larger_screenshots_and_keeps_acronyms_in_its_labels():
+    from explorer.ui.explorer_app import CARD_WIDTH, THUMBNAIL_CROPS, TOOLS, ExplorerApp, open_label, thumbnail_png
+
+    labels = {t.key: open_label(t) for t in TOOLS}
+    assert labels["gahb"] == "Open harmonic basis (GAHB) →" and labels["toy2d"] == "Open toy 2-D prior →"
+    assert labels["sampler"] == "Open coarse-to-fine sampler →"
+    for tool in TOOLS:
+        shot = thumbnail_png(tool.key)
+        if shot is None:
+            continue
+        data, w, h = shot
+        left, top, right, bottom = THUMBNAIL_CROPS[tool.key]
+        assert Image.open(io.BytesIO(data)).size == (w, h) and w <= right - left and h <= bottom - top
+        assert w < 1500 and top > 0  # not the whole window: no browser header, no sidebar
+    page = ExplorerApp().overview()
+    cards = [c for c in page.objects[1].objects]
+    assert len(cards) == len(TOOLS) and all(c.width == CARD_WIDTH >= 500 for c in cards)  # two a row, not four
+    pictures = [o for c in cards for o in c.objects if isinstance(o, pn.pane.PNG)]
+    assert pictures and all(p.width >= 480 for p in pictures)
+    buttons = [o.label for c in cards for o in c.objects if isinstance(o, pn.widgets.Button)]
+    assert "Open harmonic basis (GAHB) →" in buttons and not any("(gahb)" in b or "2-d" in b for b in buttons)
