@@ -4,6 +4,6 @@ import panel as pn
 from explorer.ui.energy_view import EnergyView
 from explorer.ui.theme import limit_torch_threads
 
-pn.extension("mathjax", notifications=True)
+pn.extension("mathjax", "filedropper", notifications=True)
 limit_torch_threads()
 EnergyView().template().servable(title="Energies · Denoiser Explorer")
