@@ -74,12 +74,14 @@ class SeedResult:
 @dataclass
 class SweepEntry:
     """The seeds of one N computed so far: ``pair`` (S,) cos(x_A, x_B), ``nearest`` {A, B, empirical: (S,)}
-    nearest-training cosines, and the denoising PSNR of A and B (``psnr``: :class:`~explorer.generalization.PsnrGap`)."""
+    nearest-training cosines, ``status`` {model: (S,) 'converged' | 'max_steps' | 'diverged'},
+    and the denoising PSNR of A and B (``psnr``: :class:`~explorer.generalization.PsnrGap`)."""
 
     n: int
     seeds: list[int] = field(default_factory=list)
     pair: list[float] = field(default_factory=list)
     nearest: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in MODELS})
+    status: dict[str, list[str]] = field(default_factory=lambda: {k: [] for k in MODELS})
     psnr: dict[str, gen.PsnrGap] = field(default_factory=dict)
 
 
@@ -136,11 +138,25 @@ class GeneralizationState(param.Parameterized):
             self.sizes, self.source = list(sizes), source
             self._pairs = {n: p for n, p in self._pairs.items() if n in sizes}
             self.sweep = {n: e for n, e in self.sweep.items() if n in sizes}
-        self.message = "" if sizes else NO_PAIR
+        self.message = "" if sizes else NO_PAIR + self._halves_text()
         self.param.N.objects = list(sizes)
         if self.N not in sizes:
             self.N = sizes[0] if sizes else None
         return self.sizes
+
+    @staticmethod
+    def _halves_text() -> str:
+        """' (Found only gen-mnist-N1-A: …)' when one model of a pair exists without its partner."""
+        from explorer.checkpoints import catalog, runs_dir
+
+        names = {str(c.get("name", "")) for c in catalog()}
+        root = runs_dir()
+        if root.is_dir():
+            names |= {p.name for p in root.glob("gen-mnist-N*-*") if (p / f"{p.name}.json").is_file()}
+        halves = sorted(n for n in names if re.fullmatch(r"gen-mnist-N\d+-[AB]", n)
+                        and n[:-1] + ("B" if n.endswith("A") else "A") not in names)
+        return (f" (Found only {', '.join(halves)}, without its partner: the pair is still training.)"
+                if halves else "")
 
     @property
     def available(self) -> bool:
@@ -161,10 +177,8 @@ class GeneralizationState(param.Parameterized):
         for n in self.sizes:
             pair = self._pairs.get(n)
             if pair is not None:
-                card = getattr(pair.models["A"], "card", None) or {}
-                s = _training_steps(card)
-                if s:
-                    steps.append(f"N = {n}: {s}")
+                parts = [f"{k} {_training_steps(getattr(pair.models[k], 'card', None) or {})}" for k in ("A", "B")]
+                steps.append(f"N = {n}: " + ", ".join(p for p in parts if len(p) > 2))
         return text + (f" ({'; '.join(steps)}.)" if steps else "")
 
     def pair(self, n: int | None = None) -> gp.GeneralizationPair:
@@ -298,6 +312,7 @@ class GeneralizationState(param.Parameterized):
                     entry.pair.append(r.pair_cos)
                     for k in MODELS:
                         entry.nearest[k].append(r.nearest_cos[k])
+                        entry.status[k].append(r.status[k])
                 done += 1
         if progress:
             progress(1.0, "done")
@@ -305,7 +320,8 @@ class GeneralizationState(param.Parameterized):
 
     def sweep_table(self) -> dict[str, np.ndarray]:
         """Per N of the sweep (sorted): ``N``, ``seeds`` (count), medians ``pair_cos``, ``nearest_A``,
-        ``nearest_B``, ``nearest_empirical``, memorized fractions ``memorized_A`` / ``_B`` (≥ 0.95), and
+        ``nearest_B``, ``nearest_empirical``, memorized fractions ``memorized_A`` / ``_B`` (≥ 0.95), the
+        fractions of chains that diverged ``diverged_A`` / ``_B``, and
         PSNR (dB) ``psnr_train_A``, ``psnr_held_A``, ``psnr_train_B``, ``psnr_held_B``."""
         with self._lock:
             entries = [self.sweep[n] for n in sorted(self.sweep) if self.sweep[n].seeds]
@@ -314,6 +330,7 @@ class GeneralizationState(param.Parameterized):
         psnr = lambda e, k, a: float(getattr(e.psnr[k], a)) if k in e.psnr else nan  # noqa: E731
         out: dict[str, list[float]] = {k: [] for k in (
             "N", "seeds", "pair_cos", "nearest_A", "nearest_B", "nearest_empirical", "memorized_A", "memorized_B",
+            "diverged_A", "diverged_B",
             "psnr_train_A", "psnr_held_A", "psnr_train_B", "psnr_held_B")}
         for e in entries:
             out["N"].append(e.n)
@@ -323,6 +340,7 @@ class GeneralizationState(param.Parameterized):
                 out[f"nearest_{k}"].append(med(e.nearest[k]))
             for k in ("A", "B"):
                 out[f"memorized_{k}"].append(gen.memorization_fraction(e.nearest[k]))
+                out[f"diverged_{k}"].append(float(np.mean([x == "diverged" for x in e.status[k]])))
                 out[f"psnr_train_{k}"].append(psnr(e, k, "training"))
                 out[f"psnr_held_{k}"].append(psnr(e, k, "held_out"))
         return {k: np.asarray(v, dtype=np.int64 if k in ("N", "seeds") else np.float64) for k, v in out.items()}

@@ -28,7 +28,7 @@ from .tasks import BackgroundWorker, LatestTask
 from .text import alert, elapsed_text, explanation, notify, show_alert
 from .toolview import ToolView
 
-IMAGE_PX = 168
+IMAGE_PX = 184
 PLOT_H = 300
 N_RANGE = (0.6, 8000.0)  # the x-range of the plots: the paper's N = 1 … 4750, whatever is available
 A_COLOR, B_COLOR, E_COLOR, GRAY = "#1f77b4", "#d62728", "#2ca02c", "#666666"
@@ -83,7 +83,7 @@ class GeneralizationView(ToolView):
         self._status = pn.pane.Markdown("", margin=(0, 10), styles={"color": "#555"}, **sw)
         self._progress = pn.indicators.Progress(value=0, max=100, height=12, bar_color="primary", margin=(4, 5), **sw)
         self._run_button = pn.widgets.Button(label="▶ Run this seed", color="primary", **sw)
-        self._sweep_button = pn.widgets.Button(label=f"Sweep: {SWEEP_STEP} seeds × every N", color="primary",
+        self._sweep_button = pn.widgets.Button(label=f"Sweep {SWEEP_STEP} seeds", color="primary",
                                                variant="outline", **sw)
         self._stop_button = pn.widgets.Button(label="■ Stop", color="warning", disabled=True, width=80)
         self._run_button.on_click(lambda _e: self.run())
@@ -92,8 +92,9 @@ class GeneralizationView(ToolView):
         self._pair_text = pn.pane.HTML("", margin=(0, 10), **sw)
         self._images = {k: pn.pane.HoloViews(None, linked_axes=False, margin=(0, 2)) for k in
                         ("A", "A_near", "B", "B_near", "empirical")}
-        self._captions = {k: pn.pane.Markdown("", margin=(0, 6), styles={"color": "#555", "font-size": "0.85em"},
-                                              width=IMAGE_PX + 10) for k in self._images}
+        self._captions = {k: pn.pane.HTML("", margin=(2, 6, 4, 6), width=IMAGE_PX + 10,
+                                          styles={"color": "#555", "font-size": "0.85em", "line-height": "1.3"})
+                          for k in self._images}
         self._run_info = pn.pane.Markdown("", css_classes=["explorer-number"], margin=(0, 10), **sw)
         self._cos_plot = pn.pane.HoloViews(None, linked_axes=False, min_height=PLOT_H, **sw)
         self._psnr_plot = pn.pane.HoloViews(None, linked_axes=False, min_height=PLOT_H, **sw)
@@ -162,8 +163,8 @@ class GeneralizationView(ToolView):
         r = self.state.result
         if r is None:
             blank = np.full((32, 32), 0.5, np.float32)
-            titles = dict(A="x_A: sample of A", A_near="nearest in A's set", B="x_B: sample of B",
-                          B_near="nearest in B's set", empirical="empirical denoiser of A")
+            titles = dict(A="x_A (sample of A)", A_near="A's nearest training digit", B="x_B (sample of B)",
+                          B_near="B's nearest training digit", empirical="empirical (memorizes A)")
             for k, pane in self._images.items():
                 pane.object = self._image(blank, titles[k])
                 self._captions[k].object = ""
@@ -171,27 +172,42 @@ class GeneralizationView(ToolView):
             self._run_info.object = ""
             return
         c, d = r.nearest_cos, r.nearest_digit
-        shown = dict(A=(r.samples["A"], "x_A: sample of A"),
-                     A_near=(r.nearest["A"], f"nearest in A's set · {_cos(c['A'])}"),
-                     B=(r.samples["B"], "x_B: sample of B"),
-                     B_near=(r.nearest["B"], f"nearest in B's set · {_cos(c['B'])}"),
-                     empirical=(r.samples["empirical"], f"empirical of A · {_cos(c['empirical'])}"))
+        shown = dict(A=(r.samples["A"], "x_A (sample of A)"),
+                     A_near=(r.nearest["A"], f"A's nearest · {_cos(c['A'])}"),
+                     B=(r.samples["B"], "x_B (sample of B)"),
+                     B_near=(r.nearest["B"], f"B's nearest · {_cos(c['B'])}"),
+                     empirical=(r.samples["empirical"], f"empirical · {_cos(c['empirical'])}"))
         for k, (img, title) in shown.items():
             self._images[k].object = self._image(img, title)
-        steps = lambda m: f"{r.steps[m]} steps, {r.status[m]}"  # noqa: E731
-        self._captions["A"].object = f"model A, {steps('A')}"
-        self._captions["A_near"].object = f"training digit #{d['A']} (of A's {r.n})"
-        self._captions["B"].object = f"model B, {steps('B')}"
-        self._captions["B_near"].object = f"training digit #{d['B']} (of B's {r.n})"
-        self._captions["empirical"].object = f"{steps('empirical')}; nearest: A's digit #{d['empirical']}"
+        self._captions["A"].object = self._sample_caption(r, "A")
+        own = lambda m: f"one of {m}'s {r.n}" if r.n > 1 else f"{m}'s only training digit"  # noqa: E731
+        self._captions["A_near"].object = f"MNIST training digit #{d['A']}, {own('A')}"
+        self._captions["B"].object = self._sample_caption(r, "B")
+        self._captions["B_near"].object = f"MNIST training digit #{d['B']}, {own('B')}"
+        self._captions["empirical"].object = (self._sample_caption(r, "empirical")
+                                              + f"<br>nearest: A's digit #{d['empirical']}")
         self._pair_text.object = self._pair_html(r)
         s = r.settings
         self._run_info.object = (f"N = {r.n} training digits per model · seed {r.seed} · β = {s['beta']:g} · "
                                  f"h₀ = {s['h0']:g} · σ_L = {s['sigma_L']:g} · one 32×32 chain per model")
 
     @staticmethod
+    def _sample_caption(r: Any, model: str) -> str:
+        """'49 steps, converged', with a warning for a chain that diverged or hit max_steps, and the value
+        range when the image leaves [0, 1] (it is shown clipped)."""
+        status = r.status[model]
+        text = f"{r.steps[model]} steps, {status}"
+        if status != "converged":
+            text = f"⚠️ <b>{text}</b>"
+        x = r.samples[model]
+        lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
+        if lo < -0.1 or hi > 1.1:
+            text += f"<br>values {lo:.3g} … {hi:.3g}, shown clipped to [0, 1]"
+        return text
+
+    @staticmethod
     def _image(array: np.ndarray, title: str) -> hv.Image:
-        return gray_image(array, title=title, size=IMAGE_PX, fontsize={"title": "9.5pt"})
+        return gray_image(array, title=title, size=IMAGE_PX, fontsize={"title": "9pt"}, border=2)
 
     @staticmethod
     def _pair_html(r: Any) -> str:
@@ -200,7 +216,12 @@ class GeneralizationView(ToolView):
         else:
             value = f"{r.pair_cos:.3f}"
             near = min(r.nearest_cos["A"], r.nearest_cos["B"])
-            if r.pair_cos >= MEMORIZED:
+            bad = [m for m in ("A", "B") if r.status[m] != "converged"]
+            if bad:
+                what = " and ".join(f"{m}'s chain {r.status[m].replace('_', ' ')}" for m in bad)
+                verdict = (f"⚠️ {what} (σ_t did not fall to σ_L), so its sample and the cosines with it mean "
+                           "little; try a smaller h₀ or a larger β")
+            elif r.pair_cos >= MEMORIZED:
                 verdict = ("A and B return <b>the same image</b> from the same noise"
                            + (" (and it is close to a training digit)" if near >= MEMORIZED else
                               ": a new digit, not a copy of either training set — <b>generalization</b>"))
@@ -255,8 +276,7 @@ class GeneralizationView(ToolView):
             self._progress.value = 100
             self._status.object = (f"Sweep done: {self.state.sweep_seed_count} seeds for every N "
                                    f"(the last {elapsed_text(self.worker.last_seconds)}).")
-        self._sweep_button.label = f"+ Add {SWEEP_STEP} seeds to the sweep" if self.state.sweep else \
-            f"Sweep: {SWEEP_STEP} seeds × every N"
+        self._sweep_button.label = f"Add {SWEEP_STEP} seeds" if self.state.sweep else f"Sweep {SWEEP_STEP} seeds"
         self._show_source()
         self._draw_sweep()
 
@@ -269,11 +289,12 @@ class GeneralizationView(ToolView):
         if len(t["N"]):
             counts = sorted(set(t["seeds"].tolist()))
             seeds = f"{counts[0]} seeds" if len(counts) == 1 else f"{counts[0]}–{counts[-1]} seeds"
+            rows = zip(t["N"], t["memorized_A"], t["memorized_B"], t["diverged_A"], t["diverged_B"])
+            memorized = "; ".join(f"N = {n}: A {a:.0%}, B {b:.0%}" + (
+                f" (diverged chains: A {da:.0%}, B {db:.0%})" if da or db else "") for n, a, b, da, db in rows)
             self._sweep_text.object = (f"Sweep over {seeds} per N (seeds 0, 1, 2, …), β = {s['beta']:g}, "
-                                       f"h₀ = {s['h0']:g}; changing β or h₀ starts a new sweep. Memorized "
-                                       "(nearest cos ≥ 0.95): " + ", ".join(
-                                           f"N = {n}: A {a:.0%}, B {b:.0%}" for n, a, b in
-                                           zip(t["N"], t["memorized_A"], t["memorized_B"])) + ".")
+                                       f"h₀ = {s['h0']:g}; changing β or h₀ starts a new sweep. Samples memorized "
+                                       f"(nearest-training cos ≥ 0.95): {memorized}.")
         else:
             self._sweep_text.object = (f"No sweep yet: press **Sweep** to sample {SWEEP_STEP} seeds for every "
                                        f"available N at β = {s['beta']:g}, h₀ = {s['h0']:g}.")
@@ -294,8 +315,8 @@ class GeneralizationView(ToolView):
 
     def _cosine_figure(self, t: dict[str, np.ndarray]) -> hv.Overlay:
         counts = sorted(set(t["seeds"].tolist()))
-        over = ("no seeds yet" if not counts else f"{counts[0]} seeds" if len(counts) == 1
-                else f"{counts[0]}–{counts[-1]} seeds")
+        over = ("(no sweep yet)" if not counts else f"over {counts[0]} seeds" if len(counts) == 1
+                else f"over {counts[0]}–{counts[-1]} seeds")
         lines = (self._series(t["N"], t["pair_cos"], "cos(x_A, x_B)", "#111111")
                  * self._series(t["N"], t["nearest_A"], "A: nearest training", A_COLOR, "dashed", "square")
                  * self._series(t["N"], t["nearest_B"], "B: nearest training", B_COLOR, "dashed", "triangle"))
@@ -303,7 +324,7 @@ class GeneralizationView(ToolView):
         label = hv.Text(N_RANGE[0] * 1.15, MEMORIZED - 0.035, "memorization threshold 0.95", halign="left",
                         fontsize=8).opts(text_color=GRAY)
         lo = min(0.0, float(np.nanmin(np.r_[t["pair_cos"], t["nearest_A"], t["nearest_B"], 1.0]))) - 0.05
-        return self._frame(lines * threshold * label, f"Median cosine over {over}", "median cosine (mean-subtracted)",
+        return self._frame(lines * threshold * label, f"Median cosine {over}", "median cosine (mean-subtracted)",
                            (lo, 1.04))
 
     def _psnr_figure(self, t: dict[str, np.ndarray]) -> hv.Overlay:
