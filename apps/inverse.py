@@ -1,6 +1,7 @@
 """Linear inverse problems with Algorithm 2 as a web app: ``panel serve apps/inverse.py``.
 
-The settings are mirrored in the URL (``?kind=super-resolution&size=32&samples=2``).
+The settings are mirrored in the URL (``?kind=super-resolution&size=32&chains=2``; the old ``samples=``
+still works).
 """
 import panel as pn
 
@@ -11,6 +12,9 @@ from explorer.ui.theme import limit_torch_threads
 pn.extension("mathjax", notifications=True)
 limit_torch_threads()
 view = InverseView()
+legacy = (pn.state.session_args or {}).get("samples")
+if legacy and not (pn.state.session_args or {}).get("chains"):
+    view.run.chains = int(legacy[0])
 sync_url(view.source, ["size", "builtin"])
-sync_url(view, ["kind", "fraction", "factor", "beta", "h0", "sigma_L", "samples", "seed"])
+sync_url(view.run, ["kind", "fraction", "factor", "beta", "h0", "sigma_L", "chains", "seed"])
 view.template().servable(title="Inverse problems · Denoiser Explorer")

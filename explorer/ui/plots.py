@@ -7,9 +7,9 @@
   (for many updates per second).
 - :func:`diverging_palette`, :func:`to_rgb` — the RdBu_r colours as a bokeh palette, and an array as
   uint8 RGB (for PNG downloads).
-- :data:`CHAIN_COLORS`, :data:`PLOT_PERIOD`, :func:`predicted_steps` — the colours of sampler chains, how
-  often their σ_t / h_t plots refresh while playing, and the length of the designed schedule that
-  sizes those plots (shared by the sampler and the inverse-problem tools).
+- :data:`CHAIN_COLORS`, :data:`PLOT_PERIOD` — the colours of sampler chains and how often their σ_t / h_t
+  plots refresh while playing (shared by the sampler and the inverse-problem tools; the predicted length
+  of a run is :func:`explorer.sampling.predicted_steps`).
 """
 from __future__ import annotations
 
@@ -19,21 +19,10 @@ import holoviews as hv
 import numpy as np
 import panel as pn
 
-from explorer.sampling import step_size
-
 from .theme import DIVERGING_CMAP, IMAGE_SIZE_PX
 
 CHAIN_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
 PLOT_PERIOD = 0.5  # seconds between σ_t / h_t plot refreshes while playing
-
-
-def predicted_steps(sigma0: float, h0: float, beta: float, sigma_L: float, cap: int = 100_000) -> int:
-    """Smallest T with σ̄_T ≤ σ_L on the designed schedule (cap if never)."""
-    sig, t = sigma0, 0
-    while sig > sigma_L and t < cap:
-        t += 1
-        sig *= 1.0 - beta * step_size(t, h0)
-    return t
 
 
 # ------------------------------------------------------------------------------------------ HoloViews

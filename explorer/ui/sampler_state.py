@@ -57,6 +57,13 @@ def size_warning(handle: Any, size: int) -> str:
             f"or give poor images. Choose {n} for the size it knows.")
 
 
+def follow_size(size: int, old_default: int, handle: Any) -> tuple[int, int]:
+    """(size, default) after a change of model to ``handle``: the size follows the model's training size
+    while it is the old model's default (no other size was chosen), else it stays."""
+    default = training_size(handle) or DEFAULT_SIZE
+    return (default if int(size) == int(old_default) else int(size)), default
+
+
 def measured_step_seconds(handle: Any, shape: tuple[int, ...]) -> float:
     """Seconds of one denoiser call on a (B, C, H, W) batch (what one sampler step costs), measured once
     per model and shape; 0.0 if the call fails."""
@@ -322,6 +329,23 @@ class SamplerRun(ChainRun):
         """x̂ of every chain (B, H, W), t and each chain's steps, read between two steps."""
         with self._lock:
             return self.sampler.state.x_hat[:, 0].detach().cpu().numpy(), int(self.sampler.t), self.chain_steps()
+
+    def png_panels(self) -> list[tuple[str, np.ndarray]]:
+        """(title, image) of y_t and x̂(y_t) of every chain, for the PNG download."""
+        if self.sampler is None:
+            return []
+        st = self.sampler.state
+        return [p for j in range(st.y.shape[0]) for p in ((f"chain {j + 1} y_t, t={st.t}", st.y[j, 0].cpu().numpy()),
+                                                          (f"chain {j + 1} x_hat(y_t)", st.x_hat[j, 0].cpu().numpy()))]
+
+    def record(self) -> dict[str, Any] | None:
+        """The σ_t history of the run with its β, h₀, step count and a label (None before the first step)."""
+        hist = self.history()
+        if self.sampler is None or not hist["t"].size:
+            return None
+        steps, s = int(np.isfinite(hist["sigma"]).any(axis=1).sum()), self.sampler
+        return dict(t=hist["t"], sigma=hist["sigma"], beta=s.beta, h0=s.h0, steps=steps,
+                    label=f"β={s.beta:g}, h₀={s.h0:g}: {steps} steps")
 
     def snapshots(self) -> list[tuple[int, Any, Any]]:
         return [] if self.sampler is None else self.sampler.result().snapshots

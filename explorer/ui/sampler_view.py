@@ -21,7 +21,8 @@ from .controls import RunControls, bounded_input
 from .export import downloads, npz_bytes, png_bytes
 from .models import ModelPicker
 from .plots import CHAIN_COLORS, PLOT_PERIOD, LiveImage
-from .sampler_state import DEFAULT_SIZE, SamplerRun, size_warning, sizes_for, training_size
+from .sampler_docs import SAMPLER_EXPLANATION as EXPLANATION
+from .sampler_state import DEFAULT_SIZE, SamplerRun, follow_size, size_warning, sizes_for, training_size
 from .tasks import BackgroundWorker
 from .text import elapsed_text, explanation, fmt_number, notify, show_alert
 from .theme import ACCENT
@@ -31,21 +32,6 @@ RUN_COLORS = ["#9aa5b1", "#c9a227", "#7fb77e", "#b07aa1", "#e8a07b", "#76b7b2"]
 MAX_RUNS = 6
 RUN_PARAMS = ["beta", "h0", "sigma0", "sigma_L", "seed", "size", "chains", "max_steps"]
 
-EXPLANATION = r"""
-A denoiser trained to remove Gaussian noise carries a prior: by Miyasawa/Tweedie its residual is a
-scaled score, $\hat x(y) - y = \sigma^2 \nabla_y \log p_\sigma(y)$. The sampler climbs that score
-from pure noise, removing a fraction $\beta h_t$ of the noise at each step and injecting fresh noise
-so that the effective noise level falls on the designed schedule:
-
-$$d_t = \hat x(y_{t-1}) - y_{t-1},\qquad \sigma_t = \frac{\|d_t\|}{\sqrt N},\qquad h_t = \frac{h_0 t}{1 + h_0 (t-1)}$$
-
-$$y_t = y_{t-1} + h_t d_t + \gamma_t z_t,\qquad \gamma_t = \sigma_t\sqrt{(1-\beta h_t)^2 - (1-h_t)^2},\qquad z_t\sim\mathcal N(0, I)$$
-
-The dashed curve is the schedule $\bar\sigma_t = \sigma_0\prod_{s\le t}(1-\beta h_s)$; the solid curves are the
-measured $\sigma_t$ of each chain. Smaller $\beta$ injects more noise and needs more steps (and gives
-better samples); $\beta = 1$ is deterministic. A chain stops when $\sigma_t \le \sigma_L$.
-(Kadkhodaie & Simoncelli, *Solving linear inverse problems using the prior implicit in a denoiser*, 2021.)
-"""
 
 
 class SamplerView(ToolView):
@@ -76,8 +62,7 @@ class SamplerView(ToolView):
         self.worker = BackgroundWorker(self._render_state, period=self.render_period, name="sampler")
         self._default_size = training_size(handle) or DEFAULT_SIZE
         self._shown_t = -1
-        self._plots_at = 0.0
-        self._scrubbing = False
+        self._plots_at, self._scrubbing = 0.0, False
 
         self.stats = pn.pane.Markdown("", sizing_mode="stretch_width", css_classes=["explorer-number"], margin=(0, 10))
         self.size_alert = pn.pane.Alert("", alert_type="warning", visible=False, sizing_mode="stretch_width")
@@ -103,20 +88,15 @@ class SamplerView(ToolView):
         self.run.param.watch(lambda *_e: self.reset(), RUN_PARAMS)
         self.reset(archive=False)
 
-    @property
-    def sampler(self) -> Any:
-        """The live :class:`explorer.Sampler` (None if the model or the settings are unusable)."""
-        return self.run.sampler
+    sampler = property(lambda self: self.run.sampler, doc="The live explorer.Sampler (None if unusable)")
 
     def _model_changed(self) -> None:
         """A new model: offer its training size, and follow it unless another size was chosen."""
         handle = self.picker.handle
-        new_default = training_size(handle) or DEFAULT_SIZE
-        self.run.param.size.objects = sizes_for(handle, tuple(s for s in self.run.param.size.objects))
-        follow = self.run.size == self._default_size and self.run.size != new_default
-        self._default_size = new_default
-        if follow:
-            self.run.size = new_default  # resets
+        self.run.param.size.objects = sizes_for(handle, tuple(self.run.param.size.objects))
+        size, self._default_size = follow_size(self.run.size, self._default_size, handle)
+        if size != self.run.size:
+            self.run.size = size  # resets
         else:
             self.reset()
 
@@ -145,14 +125,9 @@ class SamplerView(ToolView):
                                 f"≈{r.predicted_steps} steps predicted ({r.expected_time_text()}). Press Step or Play.")
 
     def _archive(self) -> None:
-        hist = self.run.history()
-        if self.sampler is None or not hist["t"].size:
-            return
-        steps = int(np.isfinite(hist["sigma"]).any(axis=1).sum())
-        s = self.sampler
-        self.runs.append(dict(t=hist["t"], sigma=hist["sigma"], beta=s.beta, h0=s.h0, steps=steps,
-                              label=f"β={s.beta:g}, h₀={s.h0:g}: {steps} steps"))
-        self.runs = self.runs[-MAX_RUNS:]
+        record = self.run.record()
+        if record is not None:
+            self.runs = [*self.runs, record][-MAX_RUNS:]
 
     def clear_runs(self) -> None:
         self.runs = []
@@ -161,9 +136,7 @@ class SamplerView(ToolView):
 
     def step(self) -> None:
         """Advance every running chain by one step and show it."""
-        if self.done_message():
-            return
-        state = self.run.step()
+        state = None if self.done_message() else self.run.step()
         if state is not None:
             self._render_state(state)
             if self.sampler.done:
@@ -196,8 +169,7 @@ class SamplerView(ToolView):
         if error is not None:
             self.controls.status = f"⚠️ The run failed: {type(error).__name__}: {error}"
             notify(f"The run failed: {error}")
-            return
-        if self.sampler is not None:
+        elif self.sampler is not None:
             self._render_state(self.sampler.state, force=True)
             if self.sampler.done:
                 self._finished()
@@ -231,8 +203,8 @@ class SamplerView(ToolView):
         self._h_pipe = hv.streams.Pipe(data=self.run.history())
         self._h_pane.object = hv.DynamicMap(self._h_plot, streams=[self._h_pipe])
         self.scrubber.disabled = True
-        self.param.scrub.bounds = (0, 1)  # a slider needs start < end (Bokeh E-1021); disabled until 2 snapshots exist
         self._set_scrub(0)
+        self.param.scrub.bounds = (0, 1)  # a slider needs start < end (Bokeh E-1021); disabled until 2 snapshots exist
         self.scrub_label.object = ""
 
     def _build_sigma_plot(self) -> None:
@@ -318,9 +290,8 @@ class SamplerView(ToolView):
                 + (" −log p(x̂) (nats, density on [0,1]^d; converged chains only) |" if energy else ""),
                 "|---|---|---|---|---|" + ("---|" if energy else "")]
         sig, gam, steps = state.sigma.detach().cpu().numpy(), state.gamma.detach().cpu().numpy(), run.chain_steps()
-        for j in range(len(sig)):
-            row = f"| {j + 1} | {fmt_number(float(sig[j]))} | {fmt_number(float(gam[j]))} | {state.status[j]} | {steps[j]} |"
-            rows.append(row + (f" {run.energy_cell(j)} |" if energy else ""))
+        rows += [f"| {j + 1} | {fmt_number(float(sig[j]))} | {fmt_number(float(gam[j]))} | {state.status[j]} | "
+                 f"{steps[j]} |" + (f" {run.energy_cell(j)} |" if energy else "") for j in range(len(sig))]
         self.chain_table.object = "\n".join(rows)
 
     # ------------------------------------------------------------------ scrubber
@@ -341,13 +312,8 @@ class SamplerView(ToolView):
         snaps = self.snapshots()
         n = len(snaps)
         self.scrubber.disabled = self.worker.running or n < 2
-        self._scrubbing = True
-        try:
-            self.param.scrub.bounds = (0, max(n - 1, 1))
-            if follow:
-                self.scrub = max(n - 1, 0)
-        finally:
-            self._scrubbing = False
+        self.param.scrub.bounds = (0, max(n - 1, 1))
+        self._set_scrub(max(n - 1, 0) if follow else min(self.scrub, max(n - 1, 1)))
         if n:
             k = min(self.scrub, n - 1)
             self.scrub_label.object = self._snapshot_text(k, n, snaps[k][0])
@@ -366,14 +332,7 @@ class SamplerView(ToolView):
     # ------------------------------------------------------------------ downloads and the shelf
     def png(self) -> io.BytesIO:
         """The current y_t and x̂(y_t) of every chain as one PNG."""
-        if self.sampler is None:
-            return png_bytes([])
-        st = self.sampler.state
-        panels = []
-        for j in range(st.y.shape[0]):
-            panels.append((f"chain {j + 1} y_t, t={st.t}", st.y[j, 0].cpu().numpy()))
-            panels.append((f"chain {j + 1} x_hat(y_t)", st.x_hat[j, 0].cpu().numpy()))
-        return png_bytes(panels, columns=2)
+        return png_bytes(self.run.png_panels(), columns=2)
 
     def npz(self) -> io.BytesIO:
         """y, x̂, the σ_t / h_t histories, the schedule, statuses and −log p (NaN without one) with the parameters."""

@@ -4,13 +4,18 @@ from __future__ import annotations
 import io
 import json
 
+from types import SimpleNamespace
+
 import numpy as np
+import panel as pn
 import pytest
 import torch
 
 from explorer import measurements as meas
 from explorer.ui.sources import ImageSource
+from explorer.ui.inverse_state import InverseRun
 from explorer.ui.inverse_view import MEASUREMENTS, InverseView
+from explorer.ui.models import register_handle
 from explorer.ui.mask import MaskDrawing, Rect, Stroke, plot_to_pixel, rect_mask, replay, stroke_mask
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -18,9 +23,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 @pytest.fixture
 def view(tiny_handle):
-    v = InverseView(model="tiny-test", size=32, source="synthetic", samples=2, beta=0.5, h0=0.05, sigma_L=0.05)
+    v = InverseView(model="tiny-test", size=32, source="synthetic", chains=2, beta=0.5, h0=0.05, sigma_L=0.05)
     yield v
-    v.worker.stop(wait=True)
+    v.pause()
 
 
 # ---------------------------------------------------------------- pure rasterisation
@@ -68,7 +73,7 @@ def test_drawn_stroke_is_exactly_the_operators_mask(view):
     assert isinstance(m, meas.Inpainting)
     assert torch.equal(m.mask[0], torch.from_numpy(~expected_holes))
     x = torch.from_numpy(view.image)[None, None]
-    assert torch.equal(view.x_c, m.forward(x))
+    assert torch.equal(view.run.x_c, m.forward(x))
     # the sampler is built with that very operator
     view.step()
     assert view.sampler.measurement is m and view.sampler.t == 1
@@ -92,33 +97,33 @@ def test_erase_mode_rectangle_tool_and_buttons(view):
 
 @pytest.mark.parametrize("kind", MEASUREMENTS[1:])
 def test_each_measurement_builds_and_runs(view, kind):
-    view.kind = kind
-    assert view.measurement is not None and view.baseline.shape == (32, 32)
-    assert "pseudo-inverse" in view.metrics
+    view.run.kind = kind
+    assert view.measurement is not None and view.run.baseline.shape == (32, 32)
+    assert "pseudo-inverse" in view.run.metrics
     view.step()
     assert view.sampler.t == 1 and view.sampler.measurement is view.measurement
-    assert {"sample 1", "sample 2", "mean of samples"} <= set(view.metrics)
+    assert {"sample 1", "sample 2", "mean of samples"} <= set(view.run.metrics)
 
 
 def test_fraction_flows_into_the_operator(view):
-    view.kind = "random pixels"
-    view.fraction = 0.25
+    view.run.kind = "random pixels"
+    view.run.fraction = 0.25
     assert view.measurement.m == int(0.25 * 32 * 32)
-    view.kind = "super-resolution"
-    view.factor = 8
+    view.run.kind = "super-resolution"
+    view.run.factor = 8
     assert view.measurement.m == 16
 
 
 def test_run_to_the_end_and_stop(view):
-    view.kind = "super-resolution"
-    view.factor = 2
+    view.run.kind = "super-resolution"
+    view.run.factor = 2
     view.controls.play_clicks += 1
     view.worker.join(120)
     assert view.sampler.done and "Finished" in view.controls.status
-    assert view.controls.progress == 100 and "sample 2" in view._metrics_md.object
+    assert view.controls.progress == 100 and "sample 2" in view.metrics_table.object
     assert np.isfinite(view.sampler.state.x_hat.numpy()).all()
     # a long run is stopped by Pause
-    view.beta, view.h0, view.sigma_L = 0.05, 0.001, 0.002
+    view.run.param.update(beta=0.05, h0=0.001, sigma_L=0.002)
     view.play()
     assert view.worker.running
     view.controls.pause_clicks += 1
@@ -128,7 +133,7 @@ def test_run_to_the_end_and_stop(view):
 
 
 def test_mask_edit_during_a_run_stops_it(view):
-    view.beta, view.h0, view.sigma_L = 0.05, 0.001, 0.002
+    view.run.param.update(beta=0.05, h0=0.001, sigma_L=0.002)
     view.play()
     view.preset("centre square")
     assert not view.worker.running and view.sampler is None
@@ -136,7 +141,7 @@ def test_mask_edit_during_a_run_stops_it(view):
 
 def test_bad_upload_is_shown_not_raised(view):
     ok = view.source.load_bytes(b"this is not a PNG", "holiday.png")
-    assert not ok and "holiday.png" in view.source.error and view.source._alert.visible
+    assert not ok and "holiday.png" in view.source.error
     assert view.image.shape == (32, 32)  # the session keeps working
     view.step()
     assert view.sampler.t == 1
@@ -161,19 +166,96 @@ def test_image_source_generators():
 
 def test_downloads(view):
     view.step()
-    assert view._png().getvalue()[:4] == b"\x89PNG"
-    z = np.load(io.BytesIO(view._npz().getvalue()))
+    assert view.png().getvalue()[:4] == b"\x89PNG"
+    z = np.load(io.BytesIO(view.npz().getvalue()))
     assert z["samples"].shape == (2, 32, 32) and z["observed_mask"].dtype == bool
     params = json.loads(str(z["params"]))
     assert params["measurement"] == MEASUREMENTS[0] and "pseudo-inverse" in params["metrics"]
+    assert params["chains"] == 2
+    pn.panel(view).get_root()  # the whole view renders to bokeh models
 
 
 @pytest.mark.parametrize("hidden, note", [(False, "nothing is hidden"), (True, "everything is hidden")])
 def test_a_mask_hiding_nothing_or_everything_is_explained_and_still_runs(hidden, note):
     v = InverseView()
-    v.drawing.set(np.full_like(v.drawing.holes, hidden))
-    v._update_measurement()
-    assert note in v._describe.object and v.error == ""
-    sampler = v.build_sampler()
+    v.run.drawing.set(np.full_like(v.holes, hidden))
+    v.invalidate()
+    assert note in v.description.object and v.error == ""
+    sampler = v.run.build_for(v.picker.handle)
     assert sampler is not None
     assert sampler.measurement.m == (0 if hidden else v.size ** 2)
+
+
+# ---------------------------------------------------------------- issue #15
+def patch_handle(name: str, patch: int) -> SimpleNamespace:
+    return SimpleNamespace(name=name, card={"name": name, "training": {"patch": patch}}, channels=1, blind=True,
+                           device="cpu", dtype=torch.float32, denoise=lambda y, sigma=None: 0.5 + 0.0 * y)
+
+
+def test_the_image_size_defaults_to_the_models_training_size_and_other_sizes_warn():
+    """#15 item 2, in the inverse tool: the image size is the model's training size; another one warns."""
+    register_handle("inverse-mnist-like", patch_handle("inverse-mnist-like", 32))
+    register_handle("inverse-patch-40", patch_handle("inverse-patch-40", 40))
+    v = InverseView(model="inverse-mnist-like")
+    assert v.size == 32 and not v.size_alert.visible
+    v.step()
+    assert v.sampler.shape == (3, 1, 32, 32)
+    v.source.size = 64
+    assert v.size == 64 and v.size_alert.visible and "trained on 32×32" in v.size_alert.object
+    v.source.size = 32
+    v.picker.model = "inverse-patch-40"
+    assert v.size == 40 and 40 in v.source.param.size.objects and not v.size_alert.visible
+
+
+def test_numeric_inputs_state_their_range_and_clamp(view):
+    """#15 item 3: chains (one name in both tools), seed and measurement seed state their range and clamp."""
+    view.run.kind = "random pixels"
+    fields = {w.name.split(" (")[0]: w for w in view.sidebar().select(pn.widgets.IntInput)}
+    assert {"Chains", "Seed", "Measurement seed"} <= set(fields) and "Samples" not in fields
+    assert fields["Chains"].name == "Chains (1–6)"
+    fields["Chains"].value = 40
+    assert fields["Chains"].value == 6 and view.run.chains == 6
+    view.step()
+    assert view.sampler.shape[0] == 6 and len(view.sample_images) == 6
+    fields["Seed"].value = -1
+    assert view.run.seed == 0 and fields["Seed"].value == 0
+    assert InverseView(model="tiny-test", size=32, samples=2).run.chains == 2  # the old name still works
+
+
+def test_the_statistics_line_is_cleared_when_the_problem_changes(view):
+    """#15 item 11: the step / time / σ line of the last run went stale after the measurement changed."""
+    view.step()
+    view.step()
+    assert "step t = 2" in view.stats.object
+    view.run.kind = "super-resolution"
+    assert "step t = 2" not in view.stats.object and view.sampler is None
+    view.step()
+    assert "step t = 1" in view.stats.object
+    view.clear_mask()  # a mask edit does not matter for super-resolution, changing the kind back does
+    view.run.kind = MEASUREMENTS[0]
+    assert view.stats.object == "" and set(view.run.metrics) == {"pseudo-inverse"}
+
+
+def test_compressive_sensing_is_named_both_ways(view):
+    """#15 item 11: 'random basis' is what the papers call compressive sensing."""
+    [kind] = [k for k in MEASUREMENTS if "compressive sensing" in k]
+    assert "random basis" in kind
+    view.run.kind = kind
+    assert isinstance(view.measurement, meas.RandomBasis)
+
+
+def test_the_expected_time_is_shown_before_the_run(view):
+    """#15 item 11: 256×256 inpainting took 74.6 s without warning: show ≈ steps × measured step time first."""
+    text = view.controls.status
+    assert f"≈ {view.run.predicted_steps} steps ×" in text and "expected" in text and view.sampler is None
+    assert view.run.expected_time() in text
+
+
+def test_the_state_runs_algorithm_2_without_panel(tiny_handle):
+    run = InverseRun(np.full((16, 16), 0.5, np.float32), chains=2, beta=0.5, h0=0.05, sigma_L=0.05, kind="super-resolution")
+    assert run.measurement.m == 16 and run.build_for(tiny_handle) is not None
+    assert run.play()
+    run.join(60)
+    assert run.done and run.history()["sigma"].shape[1] == 2
+    run.score(run.sampler.state)
+    assert {"pseudo-inverse", "sample 1", "sample 2", "mean of samples"} == set(run.metrics)
