@@ -14,6 +14,7 @@ empirical denoiser of A (perfect memorization). :class:`GeneralizationState`:
   (``sweep``: :class:`SweepEntry` per N; :meth:`GeneralizationState.sweep_table` the medians and the
   training / held-out denoising PSNR at σ = 0.2).
 - :meth:`GeneralizationState.arrays` / :meth:`GeneralizationState.image_panels` — what the downloads hold.
+- :func:`verdict_text`, :func:`sample_note`, :data:`EXPLANATION` — what a result means, in words.
 
 No Panel import: tests and notebooks drive it directly; the view runs its methods on a worker thread.
 """
@@ -30,12 +31,38 @@ import param
 
 from explorer import generalization as gen
 from explorer import generalization_pairs as gp
+from explorer.generalization import MEMORIZED
 
 PSNR_SIGMA = 0.2  # σ of the denoising-gap measurement, [0, 1] image units
 PSNR_IMAGES = 200  # at most this many training and held-out digits per PSNR
 SWEEP_STEP = 16  # seeds added per "add seeds" press
 SHAPE = (1, 1, 32, 32)
 MODELS = ("A", "B", "empirical")
+EXPLANATION = r"""
+**The experiment** (Kadkhodaie, Guth, Simoncelli & Mallat, *Generalization in diffusion models arises from
+geometry-adaptive harmonic representations*, ICLR 2024). The same bias-free UNet is trained twice, on two
+*disjoint* sets A and B of N MNIST digits (32×32). Both models then sample with Algorithm 1 (coarse-to-fine
+stochastic ascent) from the **same initial noise** \(y_0\) and with the **same injected noises** \(z_t\); the seed
+chooses that noise. A third sampler uses the *empirical* denoiser of set A, the exact MMSE denoiser of the
+N training digits, whose samples are always training digits (perfect memorization).
+
+**The measure** is the cosine of *mean-subtracted* images, as in the paper:
+$$\cos(a, b) = \frac{\langle a - \bar a,\ b - \bar b\rangle}{\lVert a - \bar a\rVert\,\lVert b - \bar b\rVert},
+\qquad \bar a = \text{the mean pixel of } a ,$$
+1 for the same image (up to brightness and contrast), about 0 for unrelated ones.
+
+- **Memorization** (small N): each model returns a digit of its *own* training set: the cosine with its
+  nearest training image is ≥ 0.95 (the paper's threshold, the dashed line), and A and B, which saw different
+  digits, disagree (low cos(x_A, x_B)). The denoising PSNR is then much higher on the training digits than
+  on held-out ones.
+- **Generalization** (large N): the nearest training digit is no longer a copy, yet A and B return nearly
+  **the same new image** from the same noise (cos(x_A, x_B) → 1): the two networks learned the same density
+  from different samples of it, and denoise training and held-out digits equally well.
+
+The PSNR is that of denoising the first 200 training digits of each model and 200 held-out MNIST digits at
+noise level σ = 0.2 in [0, 1] image units (peak 1), clipped to [0, 1].
+"""
+
 NO_PAIR = "No generalization pairs found: train them with `scripts/train_generalization.sh`."
 
 Progress = Callable[[float, str], Any]  # (fraction done in [0, 1], what is being done)
@@ -123,6 +150,7 @@ class GeneralizationState(param.Parameterized):
         self.sweep_settings: dict[str, Any] = {}
         self._pairs: dict[int, gp.GeneralizationPair] = {}
         self._held_out: np.ndarray | None = None
+        self._psnr: dict[int, dict[str, gen.PsnrGap]] = {}
         self._lock = threading.RLock()
         self.refresh()
 
@@ -196,9 +224,9 @@ class GeneralizationState(param.Parameterized):
                     max_steps=int(self.max_steps))
 
     # ------------------------------------------------------------------ one seed
-    def _sample(self, pair: gp.GeneralizationPair, seed: int, progress: Callable[[int, Any], Any] | None = None
-                ) -> gen.SameNoiseSamples:
-        s = self.settings()
+    def _sample(self, pair: gp.GeneralizationPair, seed: int, settings: dict[str, Any],
+                progress: Callable[[int, Any], Any] | None = None) -> gen.SameNoiseSamples:
+        s = settings
         return gen.same_noise_samples(pair.denoisers(), SHAPE, seed=int(seed), beta=s["beta"], h0=s["h0"],
                                       sigma_L=s["sigma_L"], max_steps=s["max_steps"], callback=progress)
 
@@ -209,7 +237,7 @@ class GeneralizationState(param.Parameterized):
         if not self.available:
             self.result = None
             return None
-        n, seed = int(self.N), int(self.seed)
+        n, seed, settings = int(self.N), int(self.seed), self.settings()
         if progress:
             progress(0.0, f"loading the pair N = {n}")
         pair = self.pair(n)
@@ -224,14 +252,15 @@ class GeneralizationState(param.Parameterized):
                 within = float(np.clip(np.log(sigma) / np.log(self.sigma_L), 0.0, 1.0))
                 progress((i + within) / len(MODELS), f"sampling {MODELS[i]}: step {state.t} of at most {cap}")
 
-        run = self._sample(pair, seed, hook)
-        result = self._seed_result(pair, run)
+        run = self._sample(pair, seed, settings, hook)
+        result = self._seed_result(pair, run, settings)
         self.result = result
         if progress:
             progress(1.0, "done")
         return result
 
-    def _seed_result(self, pair: gp.GeneralizationPair, run: gen.SameNoiseSamples) -> SeedResult:
+    def _seed_result(self, pair: gp.GeneralizationPair, run: gen.SameNoiseSamples, settings: dict[str, Any]
+                     ) -> SeedResult:
         own = {"A": "A", "B": "B", "empirical": "A"}
         samples, nearest, idx, digit, cos = {}, {}, {}, {}, {}
         for m, k in enumerate(MODELS):
@@ -248,7 +277,7 @@ class GeneralizationState(param.Parameterized):
             steps={k: int(run.steps[m, 0]) for m, k in enumerate(MODELS)},
             status={k: run.status[m][0] for m, k in enumerate(MODELS)},
             seconds={k: float(run.seconds[m]) for m, k in enumerate(MODELS)},
-            settings=dict(N=pair.n, seed=run.seed, **self.settings()))
+            settings=dict(N=pair.n, seed=run.seed, **settings))
 
     # ------------------------------------------------------------------ the sweep
     def _check_sweep_settings(self) -> None:
@@ -277,36 +306,41 @@ class GeneralizationState(param.Parameterized):
                      stop: threading.Event | None = None) -> dict[int, SweepEntry]:
         """Add the next ``count`` seeds (0, 1, 2, … in order) to the sweep of every N, and the training vs
         held-out denoising PSNR (σ = 0.2) of each N's models the first time. Stops between seeds when
-        ``stop`` is set (what was computed stays)."""
+        ``stop`` is set (what was computed stays), or when the settings change (a new sweep begins)."""
         if not self.available:
             return self.sweep
         with self._lock:
             self._check_sweep_settings()
+            sweep, settings = self.sweep, dict(self.sweep_settings)
+        stale = lambda: self.sweep is not sweep or (stop is not None and stop.is_set())  # noqa: E731
         start = self.sweep_seed_count
         seeds = list(range(start, start + int(count)))
         todo = len(self.sizes) * (len(seeds) + 1)
         done = 0
-        for n in self.sizes:
-            if stop is not None and stop.is_set():
+        for n in list(self.sizes):
+            if stale():
                 break
             pair = self.pair(n)
-            entry = self.sweep.setdefault(n, SweepEntry(n=n))
+            with self._lock:
+                entry = sweep.setdefault(n, SweepEntry(n=n))
             if not entry.psnr:
-                if progress:
-                    progress(done / todo, f"N = {n}: denoising PSNR, training vs held-out")
-                held = self.held_out()[:PSNR_IMAGES]
-                entry.psnr = {k: gen.psnr_gap(pair.models[k], pair.training[k][:PSNR_IMAGES], held, PSNR_SIGMA)
-                              for k in ("A", "B")}
+                if n not in self._psnr:  # (independent of the sampler settings: kept across sweeps)
+                    if progress:
+                        progress(done / todo, f"N = {n}: denoising PSNR, training vs held-out")
+                    held = self.held_out()[:PSNR_IMAGES]
+                    self._psnr[n] = {k: gen.psnr_gap(pair.models[k], pair.training[k][:PSNR_IMAGES], held,
+                                                     PSNR_SIGMA) for k in ("A", "B")}
+                entry.psnr = self._psnr[n]
             done += 1
             for s in seeds:
-                if stop is not None and stop.is_set():
+                if stale():
                     break
                 if s in entry.seeds:
                     done += 1
                     continue
                 if progress:
                     progress(done / todo, f"N = {n}: seed {s} ({s - start + 1} of {len(seeds)})")
-                r = self._seed_result(pair, self._sample(pair, s))
+                r = self._seed_result(pair, self._sample(pair, s, settings), settings)
                 with self._lock:
                     entry.seeds.append(s)
                     entry.pair.append(r.pair_cos)
@@ -392,3 +426,37 @@ class GeneralizationState(param.Parameterized):
         n, seed = (r.n, r.seed) if r is not None else (self.N, self.seed)
         return f"generalization_N{n}_seed{seed}_beta{self.beta:g}_h0{self.h0:g}"
 
+
+def verdict_text(r: SeedResult) -> str:
+    """What one seed's result says, in words (HTML emphasis): memorization, generalization, or a chain
+    that did not converge (then a warning that its cosines mean little)."""
+    near = min(r.nearest_cos["A"], r.nearest_cos["B"])
+    bad = [m for m in ("A", "B") if r.status[m] != "converged"]
+    if bad:
+        what = " and ".join(f"{m}'s chain {r.status[m].replace('_', ' ')}" for m in bad)
+        verdict = (f"⚠️ {what} (σ_t did not fall to σ_L), so its sample and the cosines with it mean "
+                   "little; try a smaller h₀ or a larger β")
+    elif r.pair_cos >= MEMORIZED:
+        verdict = ("A and B return <b>the same image</b> from the same noise"
+                   + (" (and it is close to a training digit)" if near >= MEMORIZED else
+                      ": a new digit, not a copy of either training set — <b>generalization</b>"))
+    elif near >= MEMORIZED:
+        verdict = ("A and B return <b>different images</b>, each a copy of a digit of its own training set "
+                   "(nearest cos ≥ 0.95) — <b>memorization</b>")
+    else:
+        verdict = "A and B disagree, and neither sample copies a training digit (nearest cos < 0.95)"
+    return verdict
+
+
+def sample_note(r: SeedResult, model: str) -> str:
+    """'49 steps, converged', with a warning for a chain that diverged or hit max_steps, and the value
+    range when the image leaves [0, 1] (it is shown clipped)."""
+    status = r.status[model]
+    text = f"{r.steps[model]} steps, {status}"
+    if status != "converged":
+        text = f"⚠️ <b>{text}</b>"
+    x = r.samples[model]
+    lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
+    if lo < -0.1 or hi > 1.1:
+        text += f"<br>values {lo:.3g} … {hi:.3g}, shown clipped to [0, 1]"
+    return text

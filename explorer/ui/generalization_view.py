@@ -22,7 +22,8 @@ from explorer.generalization import MEMORIZED
 
 from .controls import bounded_input
 from .export import downloads, npz_bytes, png_bytes
-from .generalization_state import MODELS, PSNR_SIGMA, SWEEP_STEP, GeneralizationState
+from .generalization_state import (EXPLANATION, MODELS, PSNR_SIGMA, SWEEP_STEP, GeneralizationState,
+                                   sample_note, verdict_text)
 from .plots import gray_image
 from .tasks import BackgroundWorker, LatestTask
 from .text import alert, elapsed_text, explanation, notify, show_alert
@@ -34,30 +35,6 @@ N_RANGE = (0.6, 8000.0)  # the x-range of the plots: the paper's N = 1 … 4750,
 A_COLOR, B_COLOR, E_COLOR, GRAY = "#1f77b4", "#d62728", "#2ca02c", "#666666"
 BOX = {"border": "1px solid #d8dee4", "border-radius": "6px", "padding": "2px 6px", "background": "#fbfcfd"}
 
-EXPLANATION = r"""
-**The experiment** (Kadkhodaie, Guth, Simoncelli & Mallat, *Generalization in diffusion models arises from
-geometry-adaptive harmonic representations*, ICLR 2024). The same bias-free UNet is trained twice, on two
-*disjoint* sets A and B of N MNIST digits (32×32). Both models then sample with Algorithm 1 (coarse-to-fine
-stochastic ascent) from the **same initial noise** \(y_0\) and with the **same injected noises** \(z_t\); the seed
-chooses that noise. A third sampler uses the *empirical* denoiser of set A, the exact MMSE denoiser of the
-N training digits, whose samples are always training digits (perfect memorization).
-
-**The measure** is the cosine of *mean-subtracted* images, as in the paper:
-$$\cos(a, b) = \frac{\langle a - \bar a,\ b - \bar b\rangle}{\lVert a - \bar a\rVert\,\lVert b - \bar b\rVert},
-\qquad \bar a = \text{the mean pixel of } a ,$$
-1 for the same image (up to brightness and contrast), about 0 for unrelated ones.
-
-- **Memorization** (small N): each model returns a digit of its *own* training set: the cosine with its
-  nearest training image is ≥ 0.95 (the paper's threshold, the dashed line), and A and B, which saw different
-  digits, disagree (low cos(x_A, x_B)). The denoising PSNR is then much higher on the training digits than
-  on held-out ones.
-- **Generalization** (large N): the nearest training digit is no longer a copy, yet A and B return nearly
-  **the same new image** from the same noise (cos(x_A, x_B) → 1): the two networks learned the same density
-  from different samples of it, and denoise training and held-out digits equally well.
-
-The PSNR is that of denoising the first 200 training digits of each model and 200 held-out MNIST digits at
-noise level σ = 0.2 in [0, 1] image units (peak 1), clipped to [0, 1].
-"""
 
 
 def _cos(value: float) -> str:
@@ -89,6 +66,8 @@ class GeneralizationView(ToolView):
         self._run_button.on_click(lambda _e: self.run())
         self._sweep_button.on_click(lambda _e: self.sweep())
         self._stop_button.on_click(lambda _e: self.stop())
+        self._rescan_button = pn.widgets.Button(label="↻ Look again for pairs", color="light", **sw)
+        self._rescan_button.on_click(lambda _e: self.rescan())
         self._pair_text = pn.pane.HTML("", margin=(0, 10), **sw)
         self._images = {k: pn.pane.HoloViews(None, linked_axes=False, margin=(0, 2)) for k in
                         ("A", "A_near", "B", "B_near", "empirical")}
@@ -103,7 +82,7 @@ class GeneralizationView(ToolView):
         self.worker = BackgroundWorker(self._render_sweep, period=400, name="generalization-sweep")
         self._drawn_seeds = -1
         self.state.param.watch(lambda _e: self.run(), ["N", "seed", "beta", "h0"])
-        self.state.param.watch(lambda _e: self._draw_sweep(), ["beta", "h0", "sigma_L", "max_steps"])
+        self.state.param.watch(lambda _e: self._settings_changed(), ["beta", "h0", "sigma_L", "max_steps"])
         self._show_source()
         self._draw_images()
         self._draw_sweep()
@@ -150,6 +129,29 @@ class GeneralizationView(ToolView):
     def _on_done(self) -> None:
         pass
 
+    def rescan(self) -> None:
+        """Look for pairs again (a pair that finished training, or was published, since the page opened)."""
+        before = list(self.state.sizes)
+        self.state.refresh()
+        self._show_source()
+        if not self.state.available:
+            self._no_pair()
+            return
+        for b in (self._run_button, self._sweep_button):
+            b.disabled = False
+        show_alert(self._alert, "")
+        self._draw_sweep()
+        new = [n for n in self.state.sizes if n not in before]
+        self._status.object = (f"New pairs: N = {', '.join(map(str, new))}." if new else
+                               f"No new pairs (N ∈ {{{', '.join(map(str, self.state.sizes))}}}).")
+        if self.state.result is None:
+            self.run()
+
+    def _settings_changed(self) -> None:
+        if self.worker.running:
+            self.worker.stop(wait=False)  # its seeds were sampled with the old settings
+        self._draw_sweep()
+
     def _no_pair(self) -> None:
         show_alert(self._alert, self.state.message)
         self._status.object = ""
@@ -179,31 +181,17 @@ class GeneralizationView(ToolView):
                      empirical=(r.samples["empirical"], f"empirical · {_cos(c['empirical'])}"))
         for k, (img, title) in shown.items():
             self._images[k].object = self._image(img, title)
-        self._captions["A"].object = self._sample_caption(r, "A")
+        self._captions["A"].object = sample_note(r, "A")
         own = lambda m: f"one of {m}'s {r.n}" if r.n > 1 else f"{m}'s only training digit"  # noqa: E731
         self._captions["A_near"].object = f"MNIST training digit #{d['A']}, {own('A')}"
-        self._captions["B"].object = self._sample_caption(r, "B")
+        self._captions["B"].object = sample_note(r, "B")
         self._captions["B_near"].object = f"MNIST training digit #{d['B']}, {own('B')}"
-        self._captions["empirical"].object = (self._sample_caption(r, "empirical")
+        self._captions["empirical"].object = (sample_note(r, "empirical")
                                               + f"<br>nearest: A's digit #{d['empirical']}")
         self._pair_text.object = self._pair_html(r)
         s = r.settings
         self._run_info.object = (f"N = {r.n} training digits per model · seed {r.seed} · β = {s['beta']:g} · "
                                  f"h₀ = {s['h0']:g} · σ_L = {s['sigma_L']:g} · one 32×32 chain per model")
-
-    @staticmethod
-    def _sample_caption(r: Any, model: str) -> str:
-        """'49 steps, converged', with a warning for a chain that diverged or hit max_steps, and the value
-        range when the image leaves [0, 1] (it is shown clipped)."""
-        status = r.status[model]
-        text = f"{r.steps[model]} steps, {status}"
-        if status != "converged":
-            text = f"⚠️ <b>{text}</b>"
-        x = r.samples[model]
-        lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
-        if lo < -0.1 or hi > 1.1:
-            text += f"<br>values {lo:.3g} … {hi:.3g}, shown clipped to [0, 1]"
-        return text
 
     @staticmethod
     def _image(array: np.ndarray, title: str) -> hv.Image:
@@ -215,21 +203,7 @@ class GeneralizationView(ToolView):
             value, verdict = "—", "Press <b>Run</b> to sample."
         else:
             value = f"{r.pair_cos:.3f}"
-            near = min(r.nearest_cos["A"], r.nearest_cos["B"])
-            bad = [m for m in ("A", "B") if r.status[m] != "converged"]
-            if bad:
-                what = " and ".join(f"{m}'s chain {r.status[m].replace('_', ' ')}" for m in bad)
-                verdict = (f"⚠️ {what} (σ_t did not fall to σ_L), so its sample and the cosines with it mean "
-                           "little; try a smaller h₀ or a larger β")
-            elif r.pair_cos >= MEMORIZED:
-                verdict = ("A and B return <b>the same image</b> from the same noise"
-                           + (" (and it is close to a training digit)" if near >= MEMORIZED else
-                              ": a new digit, not a copy of either training set — <b>generalization</b>"))
-            elif near >= MEMORIZED:
-                verdict = ("A and B return <b>different images</b>, each a copy of a digit of its own training set "
-                           "(nearest cos ≥ 0.95) — <b>memorization</b>")
-            else:
-                verdict = "A and B disagree, and neither sample copies a training digit (nearest cos < 0.95)"
+            verdict = verdict_text(r)
         return (f"<div style='display:flex;align-items:baseline;gap:14px'>"
                 f"<span style='font-size:1.7em;font-weight:600;color:#0f3550;font-family:ui-monospace,monospace'>"
                 f"cos(x_A, x_B) = {value}</span>"
@@ -272,11 +246,15 @@ class GeneralizationView(ToolView):
             self.error = f"{type(error).__name__}: {error}"
             show_alert(self._alert, f"The sweep failed: {self.error}")
             notify(f"Sweep failed: {error}")
+        elif self.worker.stop_event.is_set():
+            self._status.object = (f"Sweep stopped after {elapsed_text(self.worker.last_seconds)}: what was computed "
+                                   "is shown.")
         else:
             self._progress.value = 100
             self._status.object = (f"Sweep done: {self.state.sweep_seed_count} seeds for every N "
-                                   f"(the last {elapsed_text(self.worker.last_seconds)}).")
-        self._sweep_button.label = f"Add {SWEEP_STEP} seeds" if self.state.sweep else f"Sweep {SWEEP_STEP} seeds"
+                                   f"({elapsed_text(self.worker.last_seconds)} for these {SWEEP_STEP}).")
+        self._sweep_button.label = (f"Add {SWEEP_STEP} seeds" if self.state.sweep_seed_count
+                                    else f"Sweep {SWEEP_STEP} seeds")
         self._show_source()
         self._draw_sweep()
 
@@ -354,7 +332,7 @@ class GeneralizationView(ToolView):
         st = self.state
         n_select = pn.widgets.Select.from_param(st.param.N, name="Training-set size N (digits per model)", **sw)
         return pn.Column(
-            pn.pane.Markdown("**The pair**", margin=(0, 10)), n_select, self._source,
+            pn.pane.Markdown("**The pair**", margin=(0, 10)), n_select, self._source, self._rescan_button,
             pn.pane.Markdown("**Sampling (Algorithm 1, same noise for A, B, empirical)**", margin=(10, 10, 0, 10)),
             bounded_input(st, "seed", "Seed of the shared noise", **sw),
             pn.Row(bounded_input(st, "beta", "β", step=0.05, **sw), bounded_input(st, "h0", "h₀", step=0.005, **sw),

@@ -143,3 +143,35 @@ def test_an_unverifiable_subset_is_reported(fake_pairs):
     state = GeneralizationState(**FAST)
     view = GeneralizationView(state)
     assert state.result is None and "sha256" in view.error
+
+
+def test_a_sweep_whose_settings_change_midway_keeps_no_stale_seeds(state):
+    state.extend_sweep(2)
+
+    def change(_f, text):
+        if "seed" in text and state.beta == 0.5:
+            state.beta = 0.7  # β changes while the sweep runs (a user typing during a served sweep)
+
+    state.extend_sweep(2, progress=change)
+    assert state.sweep_settings["beta"] == 0.7
+    assert all(not e.seeds for e in state.sweep.values())  # nothing sampled at β = 0.5 leaks into the new sweep
+    state.extend_sweep(1)
+    assert state.sweep_table()["seeds"].tolist() == [1, 1]
+
+
+def test_look_again_finds_a_pair_that_appeared(empty_catalog, tiny_handle):
+    state = GeneralizationState(**FAST)
+    view = GeneralizationView(state)
+    assert not state.available
+    for part in "AB":
+        save_model(tiny_handle.model, "dncnn", empty_catalog, f"gen-mnist-N4-{part}",
+                   training={"data": "mnist", "subset": subset_record(4, part, 0)})
+    view.rescan()
+    assert state.sizes == [4] and state.N == 4 and state.result is not None and state.result.n == 4
+
+
+def test_a_half_pair_is_named_in_the_message(empty_catalog, tiny_handle):
+    save_model(tiny_handle.model, "dncnn", empty_catalog, "gen-mnist-N10-A",
+               training={"data": "mnist", "subset": subset_record(10, "A", 0)})
+    state = GeneralizationState()
+    assert not state.available and state.message.startswith(NO_PAIR) and "gen-mnist-N10-A" in state.message
