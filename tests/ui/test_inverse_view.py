@@ -259,3 +259,12 @@ def test_the_state_runs_algorithm_2_without_panel(tiny_handle):
     assert run.done and run.history()["sigma"].shape[1] == 2
     run.score(run.sampler.state)
     assert {"pseudo-inverse", "sample 1", "sample 2", "mean of samples"} == set(run.metrics)
+
+
+@pytest.mark.parametrize("kind", MEASUREMENTS)
+def test_panel_titles_fit_the_panel(view, kind):
+    """#15 item 11: "log₁₀|DCT coefficient| kept" / "Low-resolution image (16×16)" were cut off at 190 px
+    (bokeh titles do not wrap; about 22 characters of 11 pt text fit)."""
+    view.run.kind = kind
+    style, image, title = view.run.measurement_picture()
+    assert image.ndim == 2 and 0 < len(title) <= 22, title
