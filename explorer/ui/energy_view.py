@@ -246,7 +246,7 @@ class EnergyView(ToolView):
             bounded_input(s, "count", label="Number of images (the first N)", step=100, **w),
             pn.widgets.Checkbox.from_param(s.param.use_cache, name="Use the on-disk energy cache", **w),
             pn.pane.Markdown("**Display**", margin=(10, 10, 0, 10)),
-            pn.widgets.RadioButtonGroup.from_param(s.param.unit, name="", button_type="primary", variant="outline", **w),
+            pn.widgets.RadioButtonGroup.from_param(s.param.unit, name="", color="primary", variant="outline", **w),
             pn.widgets.Select.from_param(s.param.bins, name="Histogram bins", **w),
             pn.widgets.Checkbox.from_param(s.param.show_all_references, name="Widen the axis to every reference", **w),
             pn.pane.Markdown("**One image on the histogram**", margin=(10, 10, 0, 10)),
