@@ -437,14 +437,17 @@ def verdict_text(r: SeedResult) -> str:
         verdict = (f"⚠️ {what} (σ_t did not fall to σ_L), so its sample and the cosines with it mean "
                    "little; try a smaller h₀ or a larger β")
     elif r.pair_cos >= MEMORIZED:
+        copies = [m for m in ("A", "B") if r.nearest_cos[m] >= MEMORIZED]
         verdict = ("A and B return <b>the same image</b> from the same noise"
-                   + (" (and it is close to a training digit)" if near >= MEMORIZED else
+                   + (f", a copy of a training digit of {' and '.join(copies)} (nearest cos ≥ 0.95)" if copies else
                       ": a new digit, not a copy of either training set — <b>generalization</b>"))
     elif near >= MEMORIZED:
         verdict = ("A and B return <b>different images</b>, each a copy of a digit of its own training set "
                    "(nearest cos ≥ 0.95) — <b>memorization</b>")
     else:
-        verdict = "A and B disagree, and neither sample copies a training digit (nearest cos < 0.95)"
+        one = [m for m in ("A", "B") if r.nearest_cos[m] >= MEMORIZED]
+        verdict = (f"A and B disagree; only {one[0]}'s sample copies a digit of its training set (nearest cos ≥ 0.95)"
+                   if one else "A and B disagree, and neither sample copies a training digit (nearest cos < 0.95)")
     return verdict
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ from .toolview import ToolView
 
 IMAGE_PX = 184
 PLOT_H = 300
+REDRAW_S = 2.0  # the sweep's plots are redrawn at most this often while it runs
 N_RANGE = (0.6, 8000.0)  # the x-range of the plots: the paper's N = 1 … 4750, whatever is available
 A_COLOR, B_COLOR, E_COLOR, GRAY = "#1f77b4", "#d62728", "#2ca02c", "#666666"
 BOX = {"border": "1px solid #d8dee4", "border-radius": "6px", "padding": "2px 6px", "background": "#fbfcfd"}
@@ -80,7 +82,7 @@ class GeneralizationView(ToolView):
         self._sweep_text = pn.pane.Markdown("", margin=(0, 10), styles={"color": "#555"}, **sw)
         self.task = LatestTask(self._compute, self._render, self._on_error, self._on_done, name="generalization")
         self.worker = BackgroundWorker(self._render_sweep, period=400, name="generalization-sweep")
-        self._drawn_seeds = -1
+        self._drawn_seeds, self._drawn_at = -1, 0.0
         self.state.param.watch(lambda _e: self.run(), ["N", "seed", "beta", "h0"])
         self.state.param.watch(lambda _e: self._settings_changed(), ["beta", "h0", "sigma_L", "max_steps"])
         self._show_source()
@@ -236,8 +238,8 @@ class GeneralizationView(ToolView):
         self._progress.value = int(100 * msg[0])
         self._status.object = f"Sweep: {msg[1]}…"
         total = sum(len(e.seeds) for e in self.state.sweep.values())
-        if total != self._drawn_seeds:
-            self._draw_sweep()
+        if total != self._drawn_seeds and time.perf_counter() - self._drawn_at > REDRAW_S:
+            self._draw_sweep()  # (drawing both plots costs the loop ~0.1 s: not after every seed)
 
     def _sweep_done(self, error: BaseException | None) -> None:
         self._sweep_button.disabled = False
@@ -260,7 +262,7 @@ class GeneralizationView(ToolView):
 
     def _draw_sweep(self) -> None:
         t = self.state.sweep_table()
-        self._drawn_seeds = int(t["seeds"].sum()) if len(t["seeds"]) else 0
+        self._drawn_seeds, self._drawn_at = (int(t["seeds"].sum()) if len(t["seeds"]) else 0), time.perf_counter()
         self._cos_plot.object = self._cosine_figure(t)
         self._psnr_plot.object = self._psnr_figure(t)
         s = self.state.settings()

@@ -3,6 +3,7 @@ denoiser with subset records, in a temporary EXPLORER_MODELS catalog), the view,
 the message when no pair exists."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
@@ -175,3 +176,17 @@ def test_a_half_pair_is_named_in_the_message(empty_catalog, tiny_handle):
                training={"data": "mnist", "subset": subset_record(10, "A", 0)})
     state = GeneralizationState()
     assert not state.available and state.message.startswith(NO_PAIR) and "gen-mnist-N10-A" in state.message
+
+
+def test_the_verdict_names_what_the_cosines_say(state):
+    from explorer.ui.generalization_state import verdict_text
+
+    r = state.run()
+    def with_(pair, a, b, status="converged"):
+        return dataclasses.replace(r, pair_cos=pair, nearest_cos=dict(r.nearest_cos, A=a, B=b),
+                                   status=dict(r.status, B=status))
+    assert "generalization" in verdict_text(with_(0.99, 0.6, 0.5))
+    assert "copy of a training digit of A" in verdict_text(with_(0.99, 0.99, 0.5))
+    assert "memorization" in verdict_text(with_(0.3, 0.99, 0.98))
+    assert "only B's sample" in verdict_text(with_(0.3, 0.5, 0.98))
+    assert "diverged" in verdict_text(with_(0.99, 0.6, 0.5, "diverged"))
