@@ -27,6 +27,7 @@ from explorer.metrics import psnr
 from .export import downloads, npz_bytes, png_bytes
 from .models import get_handle, model_names
 from .models import sigma_arg as _sigma_arg
+from .controls import bounded_input
 from .plots import LiveImage, gray_image
 from .sources import ImageSource
 from .tasks import LatestTask
@@ -51,6 +52,10 @@ structure instead of averaging across it, while Gaussian smoothing uses the same
 The **row sum** \\(\sum_j A_{ij}\\) is the filter's gain on a constant image (≈ 1: the local mean is kept); for a
 bias-free network \\(\langle a_i, y\rangle\\) equals \\(\hat x_i\\). The noise level is estimated from the residual,
 \\(\hat\sigma = \lVert y - \hat x(y)\rVert / \sqrt{N}\\).
+
+**Classical denoisers at a fixed σ.** Gaussian smoothing, the Wiener filter and Haar shrinkage estimate the noise
+level blindly; their filter is the derivative with that estimate \\(\hat\sigma(y)\\) **held constant** (a fixed σ):
+the filter the method applies at this noise level (for Gaussian smoothing its Gaussian kernel, largest at the pixel).
 
 (Mohan, Kadkhodaie, Simoncelli & Fernandez-Granda, *Robust and interpretable blind image denoising
 via bias-free convolutional neural networks*, ICLR 2020.)
@@ -125,7 +130,7 @@ class FiltersView(ToolView):
 
     sigma = param.Number(default=0.1, bounds=(0.0, 0.5), step=0.005,
                          doc="σ: std of the Gaussian noise added to the clean image ([0,1] units)")
-    seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the noise draw z")
+    seed = param.Integer(default=0, bounds=(0, 99999), doc="Seed of the noise draw z")
     row = param.Integer(default=0, bounds=(0, None), doc="Row i of the selected pixel (0 = top)")
     col = param.Integer(default=0, bounds=(0, None), doc="Column j of the selected pixel (0 = left)")
     crop = param.Integer(default=7, bounds=(2, 24), doc="Half-width of the zoomed filter (pixels)")
@@ -176,6 +181,16 @@ class FiltersView(ToolView):
         self.param.row.bounds, self.param.col.bounds = (0, h - 1), (0, w - 1)
         with param.parameterized.discard_events(self):
             self.row, self.col = i, j
+        self._pixel_inputs()
+
+    def _pixel_inputs(self) -> None:
+        """Row and column fields stating the image's range (rebuilt when the image size changes)."""
+        if not hasattr(self, "pixel_inputs"):
+            self.pixel_inputs = pn.Row(sizing_mode="stretch_width")
+        if getattr(self, "_input_bounds", None) != self.param.row.bounds + self.param.col.bounds:
+            self._input_bounds = self.param.row.bounds + self.param.col.bounds
+            w = dict(sizing_mode="stretch_width")
+            self.pixel_inputs[:] = [bounded_input(self, "row", "Row i", **w), bounded_input(self, "col", "Column j", **w)]
 
     @property
     def pixel(self) -> tuple[int, int]:
@@ -214,12 +229,8 @@ class FiltersView(ToolView):
         self._submit()
 
     def _on_tap(self, x: float | None = None, y: float | None = None, **_: Any) -> None:
-        if x is None or y is None:
-            return
-        i, j = plot_to_pixel_index(x, y, self.clean.shape)
-        if (i, j) == self.pixel:
-            return
-        self.param.update(row=i, col=j)
+        if x is not None and y is not None and plot_to_pixel_index(x, y, self.clean.shape) != self.pixel:
+            self.param.update(dict(zip(("row", "col"), plot_to_pixel_index(x, y, self.clean.shape))))
 
     def select(self, pixel: tuple[int, int]) -> None:
         """Select a pixel (row, col), as a click would."""
@@ -257,7 +268,7 @@ class FiltersView(ToolView):
                 row_sum=float(filt.sum(dtype=np.float64)), sigma_hat=s_hat,
                 xhat_i=float(den[pixel]), inner=float(np.sum(filt.astype(np.float64) * y)),
                 psnr=psnr(den, req["clean"]), blind=bool(getattr(handle, "blind", True)),
-                bias_free=bool(getattr(handle, "bias_free", False)))
+                bias_free=bool(getattr(handle, "bias_free", False)), classical=name.startswith("classical:"))
         publish(dict(req=req, results=out, errors=errors, seconds=time.perf_counter() - req["t0"]))
 
     def _on_error(self, e: BaseException) -> None:
@@ -334,7 +345,8 @@ class FiltersView(ToolView):
         lines = [f"**row sum** Σⱼ Aᵢⱼ = {r['row_sum']:.4f}",
                  f"x̂ᵢ = {r['xhat_i']:.4f} (denoised pixel) · ⟨aᵢ, y⟩ = {r['inner']:.4f}"
                  + (" (equal: bias-free)" if r["bias_free"] else ""),
-                 f"σ̂ = {fmt_number(r['sigma_hat'])} (noise std from the residual, [0,1] units)",
+                 f"σ̂ = {fmt_number(r['sigma_hat'])} (noise std from the residual, [0,1] units"
+                 + ("; held fixed in the filter: a classical method analysed at a fixed σ)" if r["classical"] else ")"),
                  f"PSNR(x̂, x) = {fmt_number(r['psnr'])} dB"]
         return "<br>".join(lines)
 
@@ -370,10 +382,9 @@ class FiltersView(ToolView):
             self.source,
             pn.pane.Markdown("**Noise**", margin=(10, 10, 0, 10)),
             pn.widgets.FloatSlider.from_param(self.param.sigma, name="σ (noise std, [0,1] units)", format="0.000", **w),
-            pn.widgets.IntInput.from_param(self.param.seed, name="Noise seed", **w),
+            bounded_input(self, "seed", "Noise seed", **w),
             pn.pane.Markdown("**Pixel** (or click an image)", margin=(10, 10, 0, 10)),
-            pn.Row(pn.widgets.IntInput.from_param(self.param.row, name="Row i", **w),
-                   pn.widgets.IntInput.from_param(self.param.col, name="Column j", **w), **w),
+            self.pixel_inputs,
             pn.widgets.IntSlider.from_param(self.param.crop, name="Zoom half-width (pixels)", **w),
             **w)
 

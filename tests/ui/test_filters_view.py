@@ -157,3 +157,25 @@ def test_a_model_that_cannot_load_is_reported_and_the_others_still_work(tiny_han
     assert "failed" in v._slots["no-such-model"]["text"].object
     tap(v, (3, 4))
     assert v.results["tiny-test"]["filter"].shape == (32, 32)
+
+
+# --------------------------------------------------------------------------- issue #15 items 3 and 7
+def test_classical_denoisers_are_analysed_at_a_fixed_sigma(view):
+    from explorer.ui.filters_view import EXPLANATION
+
+    assert "fixed σ" in EXPLANATION and "held constant" in EXPLANATION
+    tap(view, (16, 9))
+    assert "held fixed" in view._slots[GAUSS]["text"].object and "held fixed" not in view._slots["tiny-test"]["text"].object
+    f = view.results[GAUSS]["filter"]
+    assert np.unravel_index(np.argmax(f), f.shape) == (16, 9)  # the Gaussian kernel peaks at the clicked pixel
+
+
+def test_pixel_fields_state_their_range_and_clamp(view):
+    row, col = view.pixel_inputs
+    assert "(0–31)" in row.name and "(0–31)" in col.name
+    row.value = 99
+    assert view.row == 31 and row.value == 31  # clamped visibly
+    view.source.param.size.objects = [16, 32]
+    view.source.size = 16
+    row, col = view.pixel_inputs
+    assert "(0–15)" in row.name
