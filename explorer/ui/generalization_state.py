@@ -42,12 +42,12 @@ EXPLANATION = r"""
 **The experiment** (Kadkhodaie, Guth, Simoncelli & Mallat, *Generalization in diffusion models arises from
 geometry-adaptive harmonic representations*, ICLR 2024). The same bias-free UNet is trained twice, on two
 *disjoint* sets A and B of N MNIST digits (32×32). Both models then sample with Algorithm 1 (coarse-to-fine
-stochastic ascent) from the **same initial noise** \(y_0\) and with the **same injected noises** \(z_t\); the seed
+stochastic ascent) from the **same initial noise** $y_0$ and with the **same injected noises** $z_t$; the seed
 chooses that noise. A third sampler uses the *empirical* denoiser of set A, the exact MMSE denoiser of the
 N training digits, whose samples are always training digits (perfect memorization).
 
 **The measure** is the cosine of *mean-subtracted* images, as in the paper:
-$$\cos(a, b) = \frac{\langle a - \bar a,\ b - \bar b\rangle}{\lVert a - \bar a\rVert\,\lVert b - \bar b\rVert},
+$$\cos(a, b) = \frac{\langle a - \bar a,\ b - \bar b\rangle}{\lVert a - \bar a\rVert\\,\lVert b - \bar b\rVert},
 \qquad \bar a = \text{the mean pixel of } a ,$$
 1 for the same image (up to brightness and contrast), about 0 for unrelated ones.
 

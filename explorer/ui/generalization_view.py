@@ -83,6 +83,7 @@ class GeneralizationView(ToolView):
         self.task = LatestTask(self._compute, self._render, self._on_error, self._on_done, name="generalization")
         self.worker = BackgroundWorker(self._render_sweep, period=400, name="generalization-sweep")
         self._drawn_seeds, self._drawn_at = -1, 0.0
+        self._results = pn.Column(sizing_mode="stretch_width", margin=0)  # hidden while there is no pair
         self.state.param.watch(lambda _e: self.run(), ["N", "seed", "beta", "h0"])
         self.state.param.watch(lambda _e: self._settings_changed(), ["beta", "h0", "sigma_L", "max_steps"])
         self._show_source()
@@ -141,6 +142,7 @@ class GeneralizationView(ToolView):
             return
         for b in (self._run_button, self._sweep_button):
             b.disabled = False
+        self._results.visible = True
         show_alert(self._alert, "")
         self._draw_sweep()
         new = [n for n in self.state.sizes if n not in before]
@@ -156,6 +158,7 @@ class GeneralizationView(ToolView):
 
     def _no_pair(self) -> None:
         show_alert(self._alert, self.state.message)
+        self._results.visible = False
         self._status.object = ""
         for b in (self._run_button, self._sweep_button):
             b.disabled = True
@@ -202,7 +205,7 @@ class GeneralizationView(ToolView):
     @staticmethod
     def _pair_html(r: Any) -> str:
         if r is None:
-            value, verdict = "—", "Press <b>Run</b> to sample."
+            value, verdict = "—", "Press <b>Run</b> to sample"
         else:
             value = f"{r.pair_cos:.3f}"
             verdict = verdict_text(r)
@@ -363,9 +366,11 @@ class GeneralizationView(ToolView):
             group("Model A (trained on set A)", A_COLOR, "A", "A_near"),
             group("Model B (trained on set B, disjoint from A)", B_COLOR, "B", "B_near"),
             group("Reference: memorizes A", E_COLOR, "empirical"), margin=(4, 5))
+        self._results[:] = [self._pair_text, images, self._run_info,
+                            pn.Row(self._cos_plot, self._psnr_plot, **sw), self._sweep_text]
+        self._results.visible = self.state.available
         return pn.Column(
-            self._alert, self._pair_text, images, self._run_info,
-            pn.Row(self._cos_plot, self._psnr_plot, **sw), self._sweep_text,
+            self._alert, self._results,
             explanation(EXPLANATION, title="Memorization vs generalization (Kadkhodaie et al., ICLR 2024)"),
             **sw)
 
