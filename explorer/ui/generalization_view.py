@@ -105,8 +105,12 @@ class GeneralizationView(ToolView):
         self.task.submit(None)
 
     def _compute(self, _req: Any, stop: threading.Event, publish: Callable[[Any], None]) -> None:
-        result = self.state.run(progress=lambda f, text: publish(("progress", f, text)), stop=stop)
-        publish(("result", result))
+        try:
+            result = self.state.run(progress=lambda f, text: publish(("progress", f, text)), stop=stop)
+        except InterruptedError:  # superseded by a newer request
+            return
+        if result is not None:
+            publish(("result", result))
 
     def _render(self, msg: tuple[Any, ...]) -> None:
         if msg[0] == "progress":
@@ -122,8 +126,6 @@ class GeneralizationView(ToolView):
         self._draw_images()
 
     def _on_error(self, e: BaseException) -> None:
-        if isinstance(e, InterruptedError):
-            return
         self.error = f"{type(e).__name__}: {e}"
         show_alert(self._alert, f"The run failed: {self.error}")
         self._status.object = ""

@@ -190,3 +190,25 @@ def test_the_verdict_names_what_the_cosines_say(state):
     assert "memorization" in verdict_text(with_(0.3, 0.99, 0.98))
     assert "only B's sample" in verdict_text(with_(0.3, 0.5, 0.98))
     assert "diverged" in verdict_text(with_(0.99, 0.6, 0.5, "diverged"))
+
+
+@pytest.mark.browser
+def test_the_served_app_runs_and_sweeps_in_a_browser(tmp_path, tiny_handle, served_app, browser_page):
+    """``panel serve apps/generalization.py`` on a fake pair (N = 2) in run folders: a seed runs at load,
+    a sweep adds seeds, no traceback and no console error."""
+    runs = tmp_path / "runs"
+    for part in "AB":
+        name = f"gen-mnist-N2-{part}"
+        save_model(tiny_handle.model, "dncnn", runs / name, name,
+                   training={"data": "mnist", "subset": subset_record(2, part, 0), "steps": 10})
+    page = browser_page
+    url = served_app("apps/generalization.py", env={"EXPLORER_RUNS": str(runs), "EXPLORER_MODELS": str(tmp_path / "m")})
+    page.goto(url)
+    page.wait_for_selector("text=/Done: N = \\d+, seed 0/", timeout=120_000)
+    assert page.locator("text=cos(x_A, x_B) =").count()
+    page.get_by_role("button", name="Sweep 16 seeds").click()
+    page.wait_for_selector("text=/Sweep done: 16 seeds for every N/", timeout=240_000)
+    page.wait_for_selector("text=Add 16 seeds")
+    assert page.page_errors == [], page.page_errors
+    assert page.console_errors == [], page.console_errors
+    assert "Traceback" not in served_app.logs(), served_app.logs()[-3000:]
