@@ -147,12 +147,17 @@ def effective_dim_curve(
     seed: int = 0,
     method: Method = "auto",
     probes: int = DEFAULT_PROBES,
+    noise: ArrayOrTensor | None = None,
 ) -> EffectiveDimCurve:
     """tr A and ‖A‖_F² at y = x + σ z for each σ (same units as x), with one noise draw z ~ N(0, I)
-    (seeded, shared across σ so the curve is smooth). Non-blind denoisers are told σ. ``sigmas`` are the
-    levels swept (the noise added), not one σ told to the denoiser: hence their own name."""
+    (seeded, shared across σ so the curve is smooth; ``noise`` gives z itself, e.g. the draw of an image
+    analysed elsewhere, so the curve passes through its tr A). Non-blind denoisers are told σ. ``sigmas``
+    are the levels swept (the noise added), not one σ told to the denoiser: hence their own name."""
     x = _image(handle, x)
-    z = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x.device, x.dtype)
+    if noise is None:
+        z = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x.device, x.dtype)
+    else:
+        z = _image(handle, noise)
     rows = []
     with handle.lock:
         for s in sigmas:

@@ -131,6 +131,7 @@ def top_singular(
     steps: int = 10,
     tol: float = 1e-3,
     seed: int = 0,
+    callback: Any = None,
 ) -> SVD:
     """The k largest singular values s (k,) of A and their vectors, A v_k = s_k u_k, as images (k, C, H, W).
 
@@ -138,11 +139,12 @@ def top_singular(
     up to ``steps`` Krylov steps of b JVPs + b VJPs each (clusters of up to b equal values are
     resolved), Rayleigh–Ritz on the whole Krylov space, stopping once every ‖A v_k − s_k u_k‖ ≤
     tol · s_1 (singular values are then accurate to ~tol² s_1 / gap). Signs: each u_k sums to ≥ 0.
+    ``callback(step, steps)``, if given, is called as the Krylov steps go (progress bars).
     """
     y = _image(handle, y)
     with handle.lock:
         lin = Linearization(handle.model, y, sigma)
-        s, U, V = _svd_krylov(lin, k, oversample, steps, tol, seed)
+        s, U, V = _svd_krylov(lin, k, oversample, steps, tol, seed, callback)
     cast = dict(dtype=y.dtype, device=y.device)
     return SVD(s.to(**cast), U.to(**cast).reshape(k, *lin.shape), V.to(**cast).reshape(k, *lin.shape))
 
@@ -158,13 +160,14 @@ def shrinkage(
     steps: int = 10,
     tol: float = 1e-3,
     seed: int = 0,
+    callback: Any = None,
 ) -> Shrinkage:
     """x̂ as adaptive shrinkage: the top-k eigenpairs (λ_i, e_i) of A_s = (A + Aᵀ)/2 (matrix-free block
-    Lanczos, each product one JVP + one VJP) and x̂_k = Σ_{i≤k} λ_i ⟨y, e_i⟩ e_i, which → A_s y ≈ x̂(y) as k → N."""
+    Lanczos, each product one JVP + one VJP; ``callback(step, steps)`` as in :func:`top_singular`) and x̂_k = Σ_{i≤k} λ_i ⟨y, e_i⟩ e_i, which → A_s y ≈ x̂(y) as k → N."""
     y = _image(handle, y)
     with handle.lock:
         lin = Linearization(handle.model, y, sigma)
-        lam, E = _eig_krylov(lin, k, oversample, steps, tol, seed)
+        lam, E = _eig_krylov(lin, k, oversample, steps, tol, seed, callback)
     recon = partial_shrinkage(lam, E.reshape(k, *lin.shape), y[0].to(E.dtype))
     cast = dict(dtype=y.dtype, device=y.device)
     return Shrinkage(lam.to(**cast), E.to(**cast).reshape(k, *lin.shape), recon.to(**cast))

@@ -64,7 +64,8 @@ def _project_out(Y: Tensor, K: Tensor) -> Tensor:
     return Y
 
 
-def _svd_krylov(lin: Linearization, k: int, oversample: int | None, steps: int, tol: float, seed: int):
+def _svd_krylov(lin: Linearization, k: int, oversample: int | None, steps: int, tol: float, seed: int,
+                callback=None):
     """Block Golub–Kahan (Krylov) SVD with Rayleigh–Ritz and residual-based stopping.
 
     Orthonormal row blocks K_0 = orth(A Ω), K_{t+1} = orth(A Z_t) ⊥ K_{≤t} with Z_t = orth(W_t),
@@ -72,13 +73,15 @@ def _svd_krylov(lin: Linearization, k: int, oversample: int | None, steps: int, 
     Since A Aᵀ K_j ⊂ span K_{≤j+1}, the residual A v_i − s_i u_i = (I − KᵀK) A v_i involves only
     v_i's part in the last block, d_i = W_tᵀ c_i, and A d_i = (A Z_t)ᵀ (Z_t d_i) uses the JVPs of
     the next step: no extra products. Stops when every ‖A v_i − s_i u_i‖ ≤ tol · s_1 (i ≤ k), or
-    after ``steps`` extensions.
+    after ``steps`` extensions. ``callback(step, steps)`` (if given) follows every block of products.
     """
     b = _block_size(k, lin.n, oversample)
     gen, omega = _start(lin, b, seed)
     K = _orthonormal_rows(_products(lin, lin.jvp, omega), None, gen)
     W = _products(lin, lin.vjp, K)
-    for _ in range(steps):
+    for step in range(steps):
+        if callback is not None:
+            callback(step, steps)
         if len(K) + b > lin.n:
             break
         evals, P = torch.linalg.eigh(W @ W.T)  # W Wᵀ = P S² Pᵀ
@@ -97,22 +100,25 @@ def _svd_krylov(lin: Linearization, k: int, oversample: int | None, steps: int, 
 
 
 
-def _eig_krylov(lin: Linearization, k: int, oversample: int | None, steps: int, tol: float, seed: int):
+def _eig_krylov(lin: Linearization, k: int, oversample: int | None, steps: int, tol: float, seed: int,
+                callback=None):
     """Block Lanczos for A_s = (A + Aᵀ)/2: K_0 = orth(A_s Ω), K_{t+1} = orth(A_s K_t) ⊥ K_{≤t}, with
     S = K A_s kept. Rayleigh–Ritz T = K A_s Kᵀ = Θ diag(λ) Θᵀ, eigenvectors e = Θᵀ K, the k largest λ
     (algebraic). Residuals A_s e_i − λ_i e_i = (I − KᵀK) Sᵀθ_i need no extra products; stops when all
-    are ≤ tol · max|λ|, or after ``steps`` extensions."""
+    are ≤ tol · max|λ|, or after ``steps`` extensions; ``callback(step, steps)`` follows every block."""
     b = _block_size(k, lin.n, oversample)
     gen, omega = _start(lin, b, seed)
     K = _orthonormal_rows(_products(lin, lin.sym, omega), None, gen)
     S = _products(lin, lin.sym, K)
+    if callback is not None:
+        callback(0, steps)
 
     def ritz() -> tuple[Tensor, Tensor]:
         T = K @ S.T
         lam, theta = torch.linalg.eigh(0.5 * (T + T.T))
         return lam.flip(0)[:k], theta.flip(1)[:, :k]
 
-    for _ in range(steps):
+    for step in range(steps):
         if len(K) + b > lin.n:
             break
         lam, theta = ritz()
@@ -120,6 +126,8 @@ def _eig_krylov(lin: Linearization, k: int, oversample: int | None, steps: int, 
             break
         new = _orthonormal_rows(S[-b:], K, gen)
         K, S = torch.cat([K, new]), torch.cat([S, _products(lin, lin.sym, new)])
+        if callback is not None:
+            callback(step + 1, steps)
     lam, theta = ritz()
     return lam, _orient(theta.T @ K)
 
