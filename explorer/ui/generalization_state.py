@@ -452,14 +452,13 @@ def verdict_text(r: SeedResult) -> str:
 
 
 def sample_note(r: SeedResult, model: str) -> str:
-    """'49 steps, converged', with a warning for a chain that diverged or hit max_steps, and the value
-    range when the image leaves [0, 1] (it is shown clipped)."""
+    """'49 steps, converged' (a warning for a chain that diverged or hit max_steps) and the sample's pixel
+    range (said to be clipped when it leaves [0, 1], the fixed display range)."""
     status = r.status[model]
     text = f"{r.steps[model]} steps, {status}"
     if status != "converged":
         text = f"⚠️ <b>{text}</b>"
     x = r.samples[model]
     lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
-    if lo < -0.1 or hi > 1.1:
-        text += f"<br>values {lo:.3g} … {hi:.3g}, shown clipped to [0, 1]"
+    text += f"<br>pixel values {lo:.2f} … {hi:.2f}" + (", shown clipped to [0, 1]" if lo < -0.1 or hi > 1.1 else "")
     return text
