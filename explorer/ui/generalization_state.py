@@ -129,7 +129,7 @@ class GeneralizationState(param.Parameterized):
     ``h0`` (Algorithm 1), ``sigma_L`` and ``max_steps`` (when a chain stops). Results: ``result``
     (:class:`SeedResult` of the last :meth:`run`), ``sweep`` {N: :class:`SweepEntry`} (reset when
     β, h₀, σ_L or max_steps change), ``sizes``, ``source`` ("published" | "runs" | "none"),
-    ``message`` (why nothing can run, or ""), ``last_error``.
+    ``message`` (why nothing can run, or "").
     """
 
     N = param.Selector(default=None, objects=[], allow_None=True, doc="Training-set size N of the pair")
@@ -144,7 +144,6 @@ class GeneralizationState(param.Parameterized):
         self.sizes: list[int] = []
         self.source = "none"
         self.message = ""
-        self.last_error = ""
         self.result: SeedResult | None = None
         self.sweep: dict[int, SweepEntry] = {}
         self.sweep_settings: dict[str, Any] = {}
