@@ -293,7 +293,7 @@ class GAHBView(ToolView, GAHBState):
                              self.grid_pane, self.grid_label, width=560),
                    self.curve_pane, **_sw()),
             pn.Column(pn.pane.Markdown("#### Adaptive shrinkage in the eigenbasis of A_s", margin=(0, 10)),
-                      terms, self.shrink_pane, self._shrink_text, **_sw()),
+                      terms, self.shrink_pane, self.shrink_text, **_sw()),
             downloads(self._png, self._npz, self._basename),
             explanation(EXPLANATION, title="The geometry-adaptive harmonic basis"),
             **_sw())
