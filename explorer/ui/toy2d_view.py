@@ -99,13 +99,13 @@ class Toy2DView(ToolView, Toy2DState):
                                                           now=self.now_source, frames=self.frame_source,
                                                           label=self.step_label))
         b = dict(sizing_mode="stretch_width", min_width=50, margin=(2, 2))
-        self.first_button = pn.widgets.Button(label="⏮ First", description="Go to the first step (t = 0)", **b)
+        self.first_button = pn.widgets.Button(label="|◀ First", description="Go to the first step (t = 0)", **b)
         self.back_button = pn.widgets.Button(label="◀ Back", description="One frame back", **b)
         self.play_button = pn.widgets.Button(label="▶ Play", color="primary",
                                              description=f"Play the run at {FPS} frames/s (from t = 0 when at the end)", **b)
         self.pause_button = pn.widgets.Button(label="❚❚ Pause", description="Pause the animation", **b)
         self.next_button = pn.widgets.Button(label="Next ▶", description="One frame forward", **b)
-        self.last_button = pn.widgets.Button(label="Last ⏭", description="Go to the last step (the chains' ends)", **b)
+        self.last_button = pn.widgets.Button(label="Last ▶|", description="Go to the last step (the chains' ends)", **b)
         for button, js in ((self.first_button, "p.direction = 0; p.value = p.start;"),
                            (self.back_button, "p.direction = 0; p.value = Math.max(p.start, p.value - 1);"),
                            (self.play_button, "if (p.value >= p.end) { p.value = p.start; } p.direction = 0; p.direction = 1;"),
@@ -174,6 +174,8 @@ class Toy2DView(ToolView, Toy2DState):
         self.frame_source.data = dict(t=self.frames)
         self._draw_frame()
         self._sigma_pipe.send(self.trajectories)
+        if hasattr(self, "player"):
+            self.player.direction = 1  # play the new run
 
     def _sync_player(self) -> None:
         if hasattr(self, "player"):
