@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The ICLR 2024 generalization pairs (issue #16): one bias-free UNet per disjoint MNIST subset
 # A and B of N digits, N ∈ {1, 10, 100, 1000, 4750}, all with the same architecture and schedule;
-# only the step count grows with N (small sets converge early). Each model trains into its run folder
+# only the step count grows with N (small sets converge early). The last quarter of the steps trains with
+# the norm statistics frozen (--freeze-norms-at), so the evaluated network is the trained one. Each model trains into its run folder
 # ($EXPLORER_RUNS/gen-mnist-N<N>-<A|B>); rerunning resumes unfinished runs and skips finished ones.
 # Publish each with: python -m explorer.evaluate ... && python -m explorer.publish RUN
 set -euo pipefail
@@ -16,7 +17,7 @@ for n in ${SIZES:-1 10 100 1000 4750}; do
     if [ -f "$runs/$name/training/$name/state.json" ]; then resume=(--resume); fi
     OMP_NUM_THREADS=$THREADS $PY -m explorer.train --name "$name" --data mnist --subset "$n:$part" --subset-seed 0 \
       --arch unet --width 16 --levels 3 --convs-per-block 2 --sigma-min 0 --sigma-max 1 --noise-dist sqrt \
-      --loss-weight relative --loss-floor 0.1 --batch 32 --patch 32 --steps "${STEPS[$n]}" --lr 5e-4 \
+      --loss-weight relative --loss-floor 0.1 --batch 32 --patch 32 --steps "${STEPS[$n]}" --freeze-norms-at $(( ${STEPS[$n]} * 3 / 4 )) --lr 5e-4 \
       --checkpoint-every 1000 --checkpoint-minutes 10 --threads "$THREADS" --quiet "${resume[@]}"
   done
 done

@@ -346,3 +346,30 @@ def test_bad_subsets_are_refused_with_a_message(argv, message, tmp_path, capsys)
     with pytest.raises(SystemExit):
         train.parse_args([*argv, "--name", "t", "--out", str(tmp_path)])
     assert message in capsys.readouterr().err
+
+
+def test_frozen_norms_keep_the_statistics_the_last_steps_were_trained_with(image_folder, tmp_path):
+    """--freeze-norms-at S: the statistics are re-averaged at S and never change afterwards (no re-averaging at
+    the end), so the evaluated network is the one the last steps trained; the card says so."""
+    out = tmp_path / "out"
+
+    def running_stats() -> dict[str, torch.Tensor]:
+        state = load_file(str(out / "tiny.safetensors"))
+        return {k: v for k, v in state.items() if "running" in k}
+
+    assert train.main(_args(image_folder, out, 30, "--freeze-norms-at", "10", "--recalibrate", "5")) == 0
+    first = running_stats()
+    assert first
+    assert train.main(_args(image_folder, out, 50, "--freeze-norms-at", "10", "--recalibrate", "5", "--resume")) == 0
+    later = running_stats()
+    for k in first:
+        torch.testing.assert_close(later[k], first[k], rtol=0, atol=0)
+    card = json.loads((out / "tiny.json").read_text())
+    assert "then frozen: steps 10–50" in card["training"]["norm_statistics"]
+    # without freezing, the statistics keep moving with the training batches
+    free = tmp_path / "free"
+    assert train.main(_args(image_folder, free, 30, "--recalibrate", "0")) == 0
+    a = {k: v for k, v in load_file(str(free / "tiny.safetensors")).items() if "running" in k}
+    assert train.main(_args(image_folder, free, 50, "--recalibrate", "0", "--resume")) == 0
+    b = {k: v for k, v in load_file(str(free / "tiny.safetensors")).items() if "running" in k}
+    assert any(not torch.equal(a[k], b[k]) for k in a)
