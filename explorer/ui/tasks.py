@@ -19,6 +19,7 @@ errors are printed and reported on the loop; nothing is pushed to a page whose w
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import traceback
@@ -35,6 +36,20 @@ def session_doc() -> Any:
     """The current bokeh document if it belongs to a served session, else None."""
     doc = pn.state.curdoc
     return doc if doc is not None and getattr(doc, "session_context", None) is not None else None
+
+
+class _ClosedSocketFilter(logging.Filter):
+    """Drop bokeh's "Failed sending message as connection was closed": a tab closed while the server was
+    answering it (the reply to its last click, an update on its way). Bokeh catches tornado's
+    WebSocketClosedError there and closes the session anyway; background work stops itself
+    (:func:`session_closed`), so the line is only noise in the server's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Failed sending message as connection was closed" not in record.getMessage()
+
+
+CLOSED_SOCKET_FILTER = _ClosedSocketFilter()
+logging.getLogger("bokeh.server.views.ws").addFilter(CLOSED_SOCKET_FILTER)
 
 
 def session_closed(doc: Any) -> bool:
