@@ -66,6 +66,10 @@ TOOLS: tuple[Tool, ...] = (
     Tool("toy2d", "Toy 2-D prior", "explorer.ui.toy2d_view", "Toy2DView",
          "Everything in two dimensions, where the exact MMSE denoiser is known: a prior on a curve, its "
          "smoothed densities, the score field and sampler trajectories."),
+    Tool("generalization", "Memorization vs generalization", "explorer.ui.generalization_view", "GeneralizationView",
+         "Two denoisers trained on disjoint sets of N digits, sampled from the same noise: for small N each "
+         "returns a digit of its own training set, for large N both return the same new digit "
+         "(Kadkhodaie, Guth, Simoncelli & Mallat, ICLR 2024)."),
 )
 
 

@@ -100,6 +100,8 @@ class LatestTask:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._jobs: deque[tuple[int, threading.Event, Any, Any]] = deque()
+        self._pending: deque[tuple[int, Callable[[], Any]]] = deque()  # loop calls waiting, in order
+        self._drain_scheduled = False
         self._thread: threading.Thread | None = None
         self._doc: Any = None
         self._hooked = False
@@ -210,27 +212,49 @@ class LatestTask:
             self._call(doc, gen, finish)
 
     def _call(self, doc: Any, gen: int, fn: Callable[[], Any]) -> None:
-        """Run ``fn`` on ``doc``'s event loop once the page is connected, unless ``gen`` was superseded."""
+        """Run ``fn`` on ``doc``'s event loop once the page is connected, unless ``gen`` was superseded.
+
+        Calls run in the order they were made: they wait in one queue that a single drain callback empties,
+        so a progress message held back until the page connects can never land after the result.
+        """
         if doc is None:
             fn()
             return
+        with self._lock:
+            self._pending.append((gen, fn))
+            if self._drain_scheduled:
+                return
+            self._drain_scheduled = True
+        self._schedule_drain(doc)
 
-        def guarded() -> None:
-            if not self.current(gen):
-                return
-            if not pn.state.loaded:
-                # The page has not connected yet (or never will: a plain HTTP GET). HoloViews would
-                # re-schedule its plot refreshes on every tick until it does, a busy loop that starves
-                # the other sessions; look again in 100 ms instead (the callback dies with the session).
-                doc.add_timeout_callback(lambda: self._call(doc, gen, fn), 100)
-                return
-            if session_closed(doc):  # the tab is gone: nothing to show it to, stop the work
-                self.shutdown()
-                return
-            fn()
-
+    def _schedule_drain(self, doc: Any) -> None:
         with set_curdoc(doc):
-            pn.state.execute(guarded, schedule=True)
+            pn.state.execute(lambda: self._drain(doc), schedule=True)
+
+    def _drain(self, doc: Any) -> None:
+        if not pn.state.loaded:
+            # The page has not connected yet (or never will: a plain HTTP GET). HoloViews would
+            # re-schedule its plot refreshes on every tick until it does, a busy loop that starves
+            # the other sessions; look again in 100 ms instead (the callback dies with the session).
+            doc.add_timeout_callback(lambda: self._schedule_drain(doc), 100)
+            return
+        if session_closed(doc):  # the tab is gone: nothing to show it to, stop the work
+            with self._lock:
+                self._pending.clear()
+                self._drain_scheduled = False
+            self.shutdown()
+            return
+        while True:
+            with self._lock:
+                if not self._pending:
+                    self._drain_scheduled = False
+                    return
+                gen, fn = self._pending.popleft()
+            if self.current(gen):
+                try:
+                    fn()
+                except Exception:  # one failing render must not block the ones behind it
+                    traceback.print_exc()
 
 
 class BackgroundWorker(LatestTask):

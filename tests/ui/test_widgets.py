@@ -500,3 +500,29 @@ def test_bokehs_closed_socket_line_is_kept_out_of_the_server_log(caplog):
         log.warning("Failed sending message as connection was closed")
         log.warning("something else")
     assert "connection was closed" not in caplog.text and "something else" in caplog.text
+
+
+def test_loop_calls_run_in_order_even_when_the_first_waits_for_the_page(monkeypatch):
+    """A message held back until the page connects must not land after a later one (the Energies status
+    stuck at 'Computing… 500/500' after 'Done': #15 item 5, fixed for every tool in tasks.LatestTask)."""
+    import panel as pn
+    from bokeh.document import Document
+
+    from explorer.ui import tasks
+
+    ran: list[str] = []
+    timeouts: list = []
+    loaded = {"value": False}
+    monkeypatch.setattr(type(pn.state), "loaded", property(lambda self: loaded["value"]))
+    monkeypatch.setattr(pn.state, "execute", lambda fn, schedule=True: fn())
+    doc = Document()
+    monkeypatch.setattr(doc, "add_timeout_callback", lambda cb, ms: timeouts.append(cb))
+    task = tasks.LatestTask(lambda *a: None, render=ran.append)
+    gen = task._gen
+    task._call(doc, gen, lambda: ran.append("progress 500/500"))  # the page is not connected yet: waits
+    assert ran == [] and len(timeouts) == 1
+    loaded["value"] = True
+    task._call(doc, gen, lambda: ran.append("done"))  # connected now, but must queue behind the first
+    assert ran == []
+    timeouts.pop()()
+    assert ran == ["progress 500/500", "done"]
