@@ -11,7 +11,8 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 import holoviews as hv
@@ -124,6 +125,10 @@ class FiltersView(ToolView):
     click on any image), ``crop`` (half-width of the zoomed filter), ``models`` (up to three picker
     names). Results of the last computation are in ``results[name]`` (``denoised``, ``filter``,
     ``crop``, ``row_sum``, ``sigma_hat``, ``xhat_i``, ``inner``, ``psnr``) and ``noisy``.
+
+    Shown: ``shown_noisy`` and ``marker_pixel`` (the noisy image, its circled pixel), ``filters[name]`` (each
+    denoiser's column), ``columns``, ``alert_pane`` (the errors). A click: ``tap.event(x=..., y=...)`` (the
+    noisy image's Tap stream) or :meth:`select`. Downloads: :meth:`png`, :meth:`npz`, :meth:`basename`.
     """
 
     title = "Adaptive filters"
@@ -150,25 +155,20 @@ class FiltersView(ToolView):
         self.last_click_seconds = 0.0
         self._denoise_cache: dict[tuple[str, int], tuple[np.ndarray, float]] = {}
         self._noisy_id = 0
-        self._shown: dict[str, Any] = {}
         self.task = LatestTask(self._compute, self._render, self._on_error, name="filters")
-
-        self._alert = alert()
-        self._status = pn.pane.Markdown("", css_classes=["explorer-number"], margin=(0, 10),
-                                        styles={"color": "#555"})
+        self.alert_pane = alert()
+        self._status = pn.pane.Markdown("", css_classes=["explorer-number"], margin=(0, 10), styles={"color": "#555"})
         self._pixel_text = pn.pane.Markdown("", css_classes=["explorer-number"], margin=(0, 10))
-        self._sigma_text = pn.pane.Markdown("", css_classes=["explorer-number"], margin=(0, 10))
         h, w = self.clean.shape
         self._noisy_pipe = hv.streams.Pipe(data=self.noisy)
         self._marker_pipe = hv.streams.Pipe(data=((h // 2, w // 3), (h, w)))
         noisy_dm = hv.DynamicMap(self._noisy_plot, streams=[self._noisy_pipe])
         marker_dm = hv.DynamicMap(lambda data: marker(*data), streams=[self._marker_pipe])
-        self._tap = hv.streams.Tap(source=noisy_dm, x=None, y=None)
-        self._tap.add_subscriber(self._on_tap)
+        self.tap = hv.streams.Tap(source=noisy_dm, x=None, y=None)
+        self.tap.add_subscriber(self._on_tap)
         self._noisy_pane = pn.pane.HoloViews(noisy_dm * marker_dm, linked_axes=False, margin=(0, 5))
-        self._columns = pn.Row(sizing_mode="stretch_width", margin=0)
+        self.columns = pn.Row(sizing_mode="stretch_width", margin=0)
         self._slots: dict[str, dict[str, Any]] = {}
-
         self.source.param.watch(lambda _e: self._new_image(), "image")
         self._set_pixel((h // 2, w // 3))  # off the diagonal: row ≠ col
         self._build_slots()
@@ -196,14 +196,24 @@ class FiltersView(ToolView):
     def pixel(self) -> tuple[int, int]:
         return int(self.row), int(self.col)
 
+    shown_noisy = property(lambda self: self._noisy_pipe.data, doc="The noisy image y as shown on the page.")
+    marker_pixel = property(lambda self: tuple(self._marker_pipe.data[0]), doc="The pixel circled on the noisy image.")
+
+    @property
+    def filters(self) -> Mapping[str, SimpleNamespace]:
+        """Each denoiser's column as shown, by name (read-only snapshot): ``filter`` (aᵢ), ``crop`` (its zoom),
+        ``marker_pixel`` (circled on aᵢ), ``text`` (row sum etc., or why it failed), ``tap`` (its x̂ image's Tap)."""
+        return MappingProxyType({n: SimpleNamespace(filter=s["full"].array, crop=s["crop"].array, text=s["text"].object,
+                                                    marker_pixel=s["full"].marker_pixel, tap=s["tap"])
+                                 for n, s in self._slots.items()})
+
     def _new_image(self) -> None:
         if self.source.image is None:
             return
         old = self.clean.shape
         self.clean = self.source.image
         if self.clean.shape != old:
-            h, w = self.clean.shape
-            self._set_pixel((h // 2, w // 3))
+            self._set_pixel((self.clean.shape[0] // 2, self.clean.shape[1] // 3))
         self._new_noise()
 
     @param.depends("sigma", "seed", watch=True)
@@ -272,7 +282,7 @@ class FiltersView(ToolView):
         publish(dict(req=req, results=out, errors=errors, seconds=time.perf_counter() - req["t0"]))
 
     def _on_error(self, e: BaseException) -> None:
-        show_alert(self._alert, f"The filters could not be computed: {type(e).__name__}: {e}")
+        show_alert(self.alert_pane, f"The filters could not be computed: {type(e).__name__}: {e}")
         notify(f"Filters failed: {e}")
         self._status.object = ""
 
@@ -302,15 +312,11 @@ class FiltersView(ToolView):
             tap.add_subscriber(self._on_tap)
             s["tap"] = tap
             title = pn.pane.Markdown(f"#### {name}", margin=(0, 10))
-            cols.append(pn.Column(
-                title,
-                pn.pane.HoloViews(den_dm, linked_axes=False, margin=0),
-                s["full"],
-                s["crop"],
-                s["text"], width=262, margin=(0, 3)))
+            cols.append(pn.Column(title, pn.pane.HoloViews(den_dm, linked_axes=False, margin=0), s["full"], s["crop"],
+                                  s["text"], width=262, margin=(0, 3)))
             slots[name] = s
         self._slots = slots
-        self._columns[:] = cols
+        self.columns[:] = cols
 
     def _render(self, payload: dict[str, Any]) -> None:
         req, results, errors = payload["req"], payload["results"], payload["errors"]
@@ -338,7 +344,7 @@ class FiltersView(ToolView):
                                        f"y_i = {req['noisy'][i, j]:.3f} · clean x_i = {req['clean'][i, j]:.3f}")
             self.last_click_seconds = payload["seconds"]
             self._status.object = f"Filters computed in {payload['seconds']:.2f} s."
-            show_alert(self._alert, "; ".join(f"{k}: {v}" for k, v in errors.items()))
+            show_alert(self.alert_pane, "; ".join(f"{k}: {v}" for k, v in errors.items()))
 
     @staticmethod
     def _numbers(r: dict[str, Any]) -> str:
@@ -351,14 +357,14 @@ class FiltersView(ToolView):
         return "<br>".join(lines)
 
     # ------------------------------------------------------------------ downloads
-    def _png(self) -> io.BytesIO:
+    def png(self) -> io.BytesIO:
         panels: list[tuple] = [("noisy y", self.noisy)]
         for name, r in self.results.items():
             panels += [(f"{name}: x_hat", r["denoised"]), (f"{name}: filter", r["filter"], "diverging"),
                        (f"{name}: zoom", np.nan_to_num(r["crop"]), "diverging")]
         return png_bytes(panels, columns=4 if len(panels) > 1 else 1)
 
-    def _npz(self) -> io.BytesIO:
+    def npz(self) -> io.BytesIO:
         arrays: dict[str, Any] = dict(clean=self.clean, noisy=self.noisy, pixel=np.asarray(self.pixel))
         for k, (name, r) in enumerate(self.results.items()):
             for key in ("denoised", "filter", "crop"):
@@ -369,7 +375,7 @@ class FiltersView(ToolView):
                                for n, r in self.results.items()})
         return npz_bytes(arrays, params)
 
-    def _basename(self) -> str:
+    def basename(self) -> str:
         return f"filters_{self.source.label or 'image'}_sigma{self.sigma:g}_r{self.row}c{self.col}".replace(" ", "_")
 
     # ------------------------------------------------------------------ layout
@@ -378,22 +384,17 @@ class FiltersView(ToolView):
         picker = pn.widgets.MultiChoice.from_param(self.param.models, name=f"Denoisers to compare (up to {MAX_MODELS})",
                                                    max_items=MAX_MODELS, **w)
         return pn.Column(
-            picker,
-            self.source,
-            pn.pane.Markdown("**Noise**", margin=(10, 10, 0, 10)),
+            picker, self.source, pn.pane.Markdown("**Noise**", margin=(10, 10, 0, 10)),
             pn.widgets.FloatSlider.from_param(self.param.sigma, name="σ (noise std, [0,1] units)", format="0.000", **w),
             bounded_input(self, "seed", "Noise seed", **w),
-            pn.pane.Markdown("**Pixel** (or click an image)", margin=(10, 10, 0, 10)),
-            self.pixel_inputs,
-            pn.widgets.IntSlider.from_param(self.param.crop, name="Zoom half-width (pixels)", **w),
-            **w)
+            pn.pane.Markdown("**Pixel** (or click an image)", margin=(10, 10, 0, 10)), self.pixel_inputs,
+            pn.widgets.IntSlider.from_param(self.param.crop, name="Zoom half-width (pixels)", **w), **w)
 
     def main(self) -> pn.Column:
         self.task.bind()
         return pn.Column(
-            self._alert,
-            pn.Row(pn.Column(self._noisy_pane, self._pixel_text, self._status, width=275, margin=0),
-                   self._columns, sizing_mode="stretch_width"),
-            downloads(self._png, self._npz, self._basename),
+            self.alert_pane, pn.Row(pn.Column(self._noisy_pane, self._pixel_text, self._status, width=275, margin=0),
+                                    self.columns, sizing_mode="stretch_width"),
+            downloads(self.png, self.npz, self.basename),
             explanation(EXPLANATION, title="Adaptive filters: the rows of the Jacobian"),
             sizing_mode="stretch_width")

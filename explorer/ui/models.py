@@ -108,7 +108,10 @@ def sigma_arg(handle: Any, sigma: float) -> float | None:
 
 
 class ModelPicker(pn.viewable.Viewer):
-    """Choose a denoiser by name; ``handle`` loads it lazily (shared per process), errors go to ``error``."""
+    """Choose a denoiser by name; ``handle`` loads it lazily (shared per process), errors go to ``error``.
+
+    Shown: ``info`` (the line about the loaded model) and ``alert_pane`` (``error``, visible while there is one).
+    """
 
     model = param.Selector(objects=[], doc="Denoiser (catalog name or classical)")
     error = param.String(default="", doc="Why the chosen model could not be loaded")
@@ -124,7 +127,7 @@ class ModelPicker(pn.viewable.Viewer):
             self.param.model.objects = [self.model, *names]
         self._select = pn.widgets.Select.from_param(self.param.model, name="Denoiser", sizing_mode="stretch_width")
         self._info = pn.pane.Markdown("", styles={"color": "#555", "font-size": "0.85em"}, margin=(0, 10))
-        self._alert = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
+        self.alert_pane = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
 
     @property
     def handle(self) -> Any:
@@ -138,10 +141,15 @@ class ModelPicker(pn.viewable.Viewer):
         self._info.object = describe_card(h)
         return h
 
+    @property
+    def info(self) -> str:
+        """The line shown about the model (:func:`describe_card`; set once ``handle`` has loaded it)."""
+        return self._info.object
+
     @param.depends("error", watch=True)
     def _show_error(self) -> None:
-        self._alert.object = self.error
-        self._alert.visible = bool(self.error)
+        self.alert_pane.object = self.error
+        self.alert_pane.visible = bool(self.error)
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Column(self._select, self._info, self._alert, sizing_mode="stretch_width", margin=0)
+        return pn.Column(self._select, self._info, self.alert_pane, sizing_mode="stretch_width", margin=0)

@@ -64,6 +64,7 @@ class Toy2DView(ToolView, Toy2DState):
     Parameters and results: :class:`~explorer.ui.toy2d_state.Toy2DState`. Buttons: ``first_button``,
     ``back_button``, ``play_button`` (▶ from frame 0 when at the end), ``pause_button``,
     ``next_button``, ``last_button``; ``player`` (the frame slider, :data:`FPS` frames per second).
+    Downloads: :meth:`png` (a raster of the plane), :meth:`npz` (the arrays and parameters), :meth:`basename`.
     """
 
     title = "Denoising and sampling in 2-D"
@@ -221,7 +222,7 @@ class Toy2DView(ToolView, Toy2DState):
             ylim=(float(self.sigma_L) / 2, max(float(np.nanmax(s)) if np.isfinite(s).any() else 1.0, 1.0) * 1.5))
 
     # ------------------------------------------------------------------ downloads
-    def _png(self) -> io.BytesIO:
+    def png(self) -> io.BytesIO:
         """A matplotlib-free raster of the plane (the bokeh figure itself is interactive)."""
         from PIL import Image, ImageDraw
 
@@ -248,7 +249,7 @@ class Toy2DView(ToolView, Toy2DState):
         buf.seek(0)
         return buf
 
-    def _npz(self) -> io.BytesIO:
+    def npz(self) -> io.BytesIO:
         arrays: dict[str, Any] = dict(grid=self.xs, density=self.density, curve=self.prior.points, noisy=self.noisy,
                                       denoised=self.denoised, clean=self.clean)
         if self.trajectories is not None:
@@ -256,7 +257,7 @@ class Toy2DView(ToolView, Toy2DState):
                           path_end_denoised=self.trajectories.denoised)
         return npz_bytes(arrays, self.parameters())
 
-    def _basename(self) -> str:
+    def basename(self) -> str:
         return f"toy2d_sigma{self.sigma:g}_beta{self.beta:g}_h0{self.h0:g}_seed{self.seed}"
 
     # ------------------------------------------------------------------ layout
@@ -293,7 +294,7 @@ class Toy2DView(ToolView, Toy2DState):
                    pn.Column(buttons, self.player, self._traj_info, self._sigma_pane, sizing_mode="stretch_width",
                              min_width=300),
                    sizing_mode="stretch_width"),
-            downloads(self._png, self._npz, self._basename),
+            downloads(self.png, self.npz, self.basename),
             explanation(EXPLANATION, title="Denoising and sampling in the plane"),
             sizing_mode="stretch_width")
 

@@ -27,11 +27,11 @@ def view(tiny_handle):
 def tap(view: FiltersView, pixel: tuple[int, int]) -> None:
     """Fire the HoloViews Tap stream of the noisy image at the centre of ``pixel`` (row, col)."""
     x, y = pixel_centre(pixel, view.noisy.shape)
-    view._tap.event(x=x, y=y)
+    view.tap.event(x=x, y=y)
 
 
 def shown_filter(view: FiltersView, name: str) -> np.ndarray:
-    return view._slots[name]["full"].array
+    return view.filters[name].filter
 
 
 def test_tap_shows_the_jacobian_row_of_that_pixel(view, tiny_handle):
@@ -48,8 +48,8 @@ def test_tap_shows_the_jacobian_row_of_that_pixel(view, tiny_handle):
     peak = np.unravel_index(np.abs(shown).argmax(), shown.shape)
     assert abs(peak[0] - 5) <= 2 and abs(peak[1] - 20) <= 2
     # the marker sits on the clicked pixel
-    assert view._marker_pipe.data[0] == pixel
-    assert all(view._slots[name]["full"].marker_pixel == pixel for name in view.models)
+    assert view.marker_pixel == pixel
+    assert all(view.filters[name].marker_pixel == pixel for name in view.models)
 
 
 def test_row_sum_shown_is_the_sum_of_the_shown_filter(view):
@@ -58,16 +58,16 @@ def test_row_sum_shown_is_the_sum_of_the_shown_filter(view):
         r = view.results[name]
         total = float(shown_filter(view, name).sum(dtype=np.float64))
         assert r["row_sum"] == pytest.approx(total, rel=1e-6, abs=1e-9)
-        assert f"{total:.4f}" in view._slots[name]["text"].object
+        assert f"{total:.4f}" in view.filters[name].text
     # bias-free: x̂_i = ⟨a_i, y⟩
     r = view.results["tiny-test"]
     assert r["inner"] == pytest.approx(r["xhat_i"], rel=1e-3, abs=1e-4)
-    assert "equal: bias-free" in view._slots["tiny-test"]["text"].object
+    assert "equal: bias-free" in view.filters["tiny-test"].text
 
 
 def test_clicking_the_denoised_image_also_selects(view):
     x, y = pixel_centre((30, 2), (32, 32))
-    view._slots[GAUSS]["tap"].event(x=x, y=y)
+    view.filters[GAUSS].tap.event(x=x, y=y)
     assert view.pixel == (30, 2)
 
 
@@ -77,7 +77,7 @@ def test_sigma_and_seed_change_the_noisy_image(view):
     view.sigma = 0.3
     y2 = view.noisy.copy()
     assert not np.allclose(y1, y2)
-    np.testing.assert_allclose(view._noisy_pipe.data, y2)
+    np.testing.assert_allclose(view.shown_noisy, y2)
     # the same z at both σ: y − x scales with σ
     np.testing.assert_allclose((y2 - view.clean) / 0.3, (y1 - view.clean) / 0.1, rtol=1e-4, atol=1e-4)
     assert not np.allclose(shown_filter(view, "tiny-test"), f1)
@@ -89,7 +89,9 @@ def test_sigma_and_seed_change_the_noisy_image(view):
 
 def test_three_denoisers_side_by_side(view):
     tap(view, (16, 9))
-    assert list(view._slots) == ["tiny-test", GAUSS, WIENER]
+    assert list(view.filters) == ["tiny-test", GAUSS, WIENER]
+    with pytest.raises(TypeError):  # read-only
+        view.filters[GAUSS] = None
     filters = [shown_filter(view, n) for n in view.models]
     assert all(f.shape == (32, 32) for f in filters)
     assert not np.allclose(filters[0], filters[1]) and not np.allclose(filters[1], filters[2])
@@ -97,24 +99,24 @@ def test_three_denoisers_side_by_side(view):
         expected = jacobian.row(get_handle(name), view.noisy, (16, 9))[0].numpy()
         np.testing.assert_allclose(f, expected, rtol=1e-4, atol=1e-6)
     assert view.results[GAUSS]["row_sum"] == pytest.approx(1.0, abs=0.05)  # a normalised blur
-    assert len(view._columns) == 3
+    assert len(view.columns) == 3
     view.models = ["tiny-test", GAUSS, WIENER, "classical: Haar shrinkage"]
     assert len(view.models) == 3  # at most three
     view.models = [GAUSS]
-    assert list(view.results) == [GAUSS] and len(view._columns) == 1
+    assert list(view.results) == [GAUSS] and len(view.columns) == 1
 
 
 def test_crop_is_centred_on_the_pixel_and_nan_outside(view):
     tap(view, (1, 30))
     half = view.crop
-    c = view._slots["tiny-test"]["crop"].array
+    c = view.filters["tiny-test"].crop
     f = shown_filter(view, "tiny-test")
     assert c.shape == (2 * half + 1, 2 * half + 1)
     assert c[half, half] == f[1, 30]
     assert np.isnan(c[0, half]) and np.isnan(c[half, -1])  # above row 0, right of the last column
     assert c[half + 1, half - 1] == f[2, 29]
     view.crop = 3
-    assert view._slots["tiny-test"]["crop"].array.shape == (7, 7)
+    assert view.filters["tiny-test"].crop.shape == (7, 7)
 
 
 def test_plot_coordinates_map_to_pixels_both_ways():
@@ -140,21 +142,21 @@ def test_size_change_keeps_a_valid_pixel(view):
 
 def test_downloads(view):
     tap(view, (4, 11))
-    png = view._png().getvalue()
+    png = view.png().getvalue()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    data = np.load(io.BytesIO(view._npz().getvalue()))
+    data = np.load(io.BytesIO(view.npz().getvalue()))
     params = json.loads(str(data["params"]))
     assert params["pixel"] == [4, 11] and params["sigma"] == pytest.approx(0.1)
     np.testing.assert_allclose(data["model0_filter"], shown_filter(view, "tiny-test"))
     assert params["numbers"]["tiny-test"]["row_sum"] == pytest.approx(view.results["tiny-test"]["row_sum"])
-    assert "r4c11" in view._basename()
+    assert "r4c11" in view.basename()
 
 
 def test_a_model_that_cannot_load_is_reported_and_the_others_still_work(tiny_handle):
     v = FiltersView(models=["no-such-model", "tiny-test"], image_source=ImageSource(sizes=[32], size=32))
     assert "no-such-model" in v.errors and "tiny-test" in v.results
-    assert v._alert.visible and "no-such-model" in v._alert.object
-    assert "failed" in v._slots["no-such-model"]["text"].object
+    assert v.alert_pane.visible and "no-such-model" in v.alert_pane.object
+    assert "failed" in v.filters["no-such-model"].text
     tap(v, (3, 4))
     assert v.results["tiny-test"]["filter"].shape == (32, 32)
 
@@ -165,7 +167,7 @@ def test_classical_denoisers_are_analysed_at_a_fixed_sigma(view):
 
     assert "fixed σ" in EXPLANATION and "held constant" in EXPLANATION
     tap(view, (16, 9))
-    assert "held fixed" in view._slots[GAUSS]["text"].object and "held fixed" not in view._slots["tiny-test"]["text"].object
+    assert "held fixed" in view.filters[GAUSS].text and "held fixed" not in view.filters["tiny-test"].text
     f = view.results[GAUSS]["filter"]
     assert np.unravel_index(np.argmax(f), f.shape) == (16, 9)  # the Gaussian kernel peaks at the clicked pixel
 

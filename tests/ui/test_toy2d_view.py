@@ -130,9 +130,9 @@ def test_curve_shape_and_log_scale(view):
 
 
 def test_downloads(view):
-    png = view._png().getvalue()
+    png = view.png().getvalue()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    data = np.load(io.BytesIO(view._npz().getvalue()))
+    data = np.load(io.BytesIO(view.npz().getvalue()))
     np.testing.assert_allclose(data["density"], view.density)
     np.testing.assert_allclose(data["paths"], view.trajectories.paths.numpy())
     params = json.loads(str(data["params"]))

@@ -141,12 +141,12 @@ def test_model_picker_loads_lazily_and_reports_what_cannot_load(tiny_handle):
     assert "classical: Wiener filter" in model_names()
     picker = ModelPicker(model="tiny-test")
     assert picker.handle is tiny_handle and picker.error == ""
-    assert "bias-free" in picker._info.object
+    assert "bias-free" in picker.info
     bad = ModelPicker(model="no-such-model")
     assert bad.handle is None and "no-such-model" in bad.error
-    assert bad._alert.visible and "no-such-model" in bad._alert.object
+    assert bad.alert_pane.visible and "no-such-model" in bad.alert_pane.object
     bad.model = "tiny-test"
-    assert bad.handle is tiny_handle and bad.error == "" and not bad._alert.visible
+    assert bad.handle is tiny_handle and bad.error == "" and not bad.alert_pane.visible
 
 
 def test_sigma_arg_tells_only_non_blind_denoisers():
