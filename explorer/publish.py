@@ -3,8 +3,8 @@
 Training writes into run folders (:mod:`explorer.training`; default ``$EXPLORER_RUNS/NAME``), never into
 ``pretrained/``; this command is the one way a model enters it. RUN_DIR_OR_CARD is a run folder (the one
 card in it, or ``NAME.json`` for a folder named NAME), a card ``NAME.json`` or its ``NAME.safetensors``.
-It copies the weights and the card, which holds the training record and the evaluation tables, and
-nothing else (never the optimizer state or the log under ``training/``), and it refuses
+It copies the weights and the card, which holds the training record and the evaluation tables (their
+commands then name the model by its catalog name instead of the run's paths), and nothing else (never the optimizer state or the log under ``training/``), and it refuses
 
 - weights whose sha256 does not match the card (checked before and after the copy), or that do not load;
 - a card without an evaluation table in ``metrics`` (an entry with ``results``, as
@@ -63,6 +63,22 @@ def evaluate_command(card: dict[str, Any], card_path: Path) -> str:
     return f"python -m explorer.evaluate {card_path} --data TEST_FOLDER --sigma 15,25,50 --write-card  (e.g. ../shared/data/bsd/Set12)"
 
 
+def shipped_commands(metrics: Any, name: str, paths: tuple[Path, ...]) -> Any:
+    """The card's tables with each recorded command naming the model as shipped (its catalog name)
+    instead of the run's paths, so that the command regenerates the table from ``pretrained/``."""
+    if not isinstance(metrics, dict):
+        return metrics
+    out: dict[str, Any] = {}
+    for key, table in metrics.items():
+        if isinstance(table, dict) and isinstance(table.get("command"), str):
+            command = table["command"]
+            for path in paths:  # the card, the weights, then the folder (longest first)
+                command = command.replace(str(path), name)
+            table = {**table, "command": command}
+        out[key] = table
+    return out
+
+
 def publish(source: Path | str, force: bool = False, into: Path | str | None = None) -> Path:
     """Copy the model of ``source`` (run folder, card or weights) into ``into`` (default ``pretrained/``);
     return the card written there. Raises :class:`PublishError` or :class:`CheckpointError`."""
@@ -82,6 +98,7 @@ def publish(source: Path | str, force: bool = False, into: Path | str | None = N
     into.mkdir(parents=True, exist_ok=True)
     published = {k: v for k, v in card.items() if k != "_card_path"}
     published["weights"] = targets[0].name
+    published["metrics"] = shipped_commands(card.get("metrics"), name, (card_path, weights, card_path.parent))
     temporary = [p.with_name(f".{p.name}.publishing") for p in targets]
     try:
         shutil.copyfile(weights, temporary[0])
