@@ -131,3 +131,61 @@ def _eig_krylov(lin: Linearization, k: int, oversample: int | None, steps: int, 
     lam, theta = ritz()
     return lam, _orient(theta.T @ K)
 
+
+def _ritz_svd(K: Tensor, rows: Tensor, k: int, left: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Rayleigh–Ritz singular triplets of A on the space of K's (orthonormal) rows from exact products:
+    ``left=False``, rows = K Aᵀ (JVPs A k_j): K is the right space, v = c K and u = A v / s (A v = s u
+    exactly); ``left=True``, rows = K A (VJPs Aᵀ k_j): K is the left space, u = c K, v = Aᵀ u / s.
+    Either way s_i(ritz) ≤ s_i(A)."""
+    C, S, Vh = torch.linalg.svd(rows, full_matrices=False)
+    inner, outer = C[:, :k].T @ K, Vh[:k]
+    return (S[:k], inner, outer) if left else (S[:k], outer, inner)
+
+
+def _joint_krylov(lin: Linearization, k: int, block: int, steps: int, tol: float, seed: int, callback=None):
+    """The top-k eigenpairs of A_s = (A + Aᵀ)/2 *and* the top-k singular triplets of A from one block
+    Lanczos space of A_s.
+
+    K_0 = orth(Ω) (b = ``block`` rows; b < k is allowed: for the same products smaller blocks reach a
+    higher polynomial degree), K_{t+1} = orth(A_s K_t) ⊥ K_{≤t}, each block's JVPs J = K Aᵀ and VJPs
+    W = K A kept apart. Eigenpairs: Rayleigh–Ritz on T = K A_s Kᵀ, stopping as :func:`_eig_krylov`
+    (every residual ≤ tol · max|λ|, or ``steps`` extensions). Singular triplets: Rayleigh–Ritz of A on
+    the same space, K as the right space (SVD of J) or as the left one (SVD of W), whichever has the
+    larger Σ s_i² (both are lower bounds, s_i ≤ s_i(A)). No product is spent on the SVD, so its accuracy
+    depends on A's top singular space lying near A_s's top eigenspace (a nearly symmetric A): check it
+    against :func:`_svd_krylov` where that is unknown. ``callback(step, steps)`` follows every block.
+    Returns ``(s, U, V), (lam, E)``."""
+    if not 1 <= k <= lin.n:
+        raise ValueError(f"k must be between 1 and N = {lin.n}, got {k}")
+    b = max(1, min(block, lin.n))
+    gen, omega = _start(lin, b, seed)
+    K = _orthonormal_rows(omega, None, gen)
+    Jr, Wr = _products(lin, lin.jvp, K), _products(lin, lin.vjp, K)
+    if callback is not None:
+        callback(0, steps)
+
+    def ritz() -> tuple[Tensor, Tensor]:
+        T = K @ (0.5 * (Jr + Wr)).T
+        lam, theta = torch.linalg.eigh(0.5 * (T + T.T))
+        return lam.flip(0)[:k], theta.flip(1)[:, :k]
+
+    for step in range(steps):
+        if len(K) == lin.n:
+            break
+        S = 0.5 * (Jr + Wr)
+        if len(K) >= k:
+            lam, theta = ritz()
+            if _project_out(theta.T @ S, K).norm(dim=1).max() <= tol * lam.abs().max():
+                break
+        new = _orthonormal_rows(S[-b:][:lin.n - len(K)], K, gen)  # the last block may fill the space
+        K = torch.cat([K, new])
+        Jr, Wr = torch.cat([Jr, _products(lin, lin.jvp, new)]), torch.cat([Wr, _products(lin, lin.vjp, new)])
+        if callback is not None:
+            callback(step + 1, steps)
+    if len(K) < k:
+        raise ValueError(f"the Krylov space has {len(K)} < k = {k} dimensions: raise block or steps")
+    lam, theta = ritz()
+    right, left = _ritz_svd(K, Jr, k, left=False), _ritz_svd(K, Wr, k, left=True)
+    s, U, V = left if left[0].square().sum() > right[0].square().sum() else right
+    sign = torch.where(U.sum(dim=1, keepdim=True) < 0, -1.0, 1.0).to(U.dtype)
+    return (s, U * sign, V * sign), (lam, _orient(theta.T @ K))

@@ -273,6 +273,67 @@ def test_symmetric_smoothing_has_zero_asymmetry():
     torch.testing.assert_close(lam.double(), torch.linalg.eigvalsh(A).flip(0)[:6], atol=1e-5, rtol=0)
 
 
+# --------------------------------------------------------------------------- one Krylov space for both spectra
+
+
+def _check_triplets(A: torch.Tensor, svd: J.SVD, k: int, tol: float) -> None:
+    """Rayleigh–Ritz triplets: orthonormal, and A v = s u or Aᵀ u = s v exact (whichever side was kept)."""
+    s, U, V = svd.values.double(), svd.U.reshape(k, -1).double(), svd.V.reshape(k, -1).double()
+    torch.testing.assert_close(U @ U.T, torch.eye(k, dtype=U.dtype), atol=1e-5, rtol=0)
+    torch.testing.assert_close(V @ V.T, torch.eye(k, dtype=V.dtype), atol=1e-5, rtol=0)
+    right = (V @ A.T - s[:, None] * U).norm(dim=1).max().item()
+    left = (U @ A - s[:, None] * V).norm(dim=1).max().item()
+    assert min(right, left) < tol * s[0].item()
+
+
+def test_harmonic_basis_on_a_symmetric_linear_denoiser():
+    """Symmetric A (5×5 Gaussian smoothing): the one-space SVD is the eigendecomposition, both exact."""
+    handle = ModelHandle(Smoothing(), device="cpu")
+    y = _rand_image(10, 16)
+    A = J.full_jacobian(handle, y).double()
+    k = 12
+    svd, sh = J.harmonic_basis(handle, y, k, block=8, steps=12)
+    exact = torch.linalg.eigvalsh(A).flip(0)[:k]  # A is positive semi-definite here: s = λ
+    torch.testing.assert_close(svd.values.double(), torch.linalg.svdvals(A)[:k], atol=1e-5, rtol=0)
+    torch.testing.assert_close(sh.eigenvalues.double(), exact, atol=1e-5, rtol=0)
+    _check_triplets(A, svd, k, 1e-4)
+    torch.testing.assert_close(sh.eigenvalues, J.shrinkage(handle, y, k).eigenvalues, atol=1e-5, rtol=0)
+    E = sh.eigenvectors.reshape(k, -1).double()
+    assert (E @ A.T - sh.eigenvalues.double()[:, None] * E).norm(dim=1).max().item() < 1e-3
+    yf = y.flatten().double()
+    torch.testing.assert_close(sh.reconstruction.flatten().double(), (sh.eigenvalues.double() * (E @ yf)) @ E)
+
+
+def test_harmonic_basis_on_a_non_symmetric_matrix(known):
+    """M = Q_u diag(s) Q_vᵀ with unrelated random Q_u, Q_v: far from symmetric. On a partial space both
+    spectra are Rayleigh–Ritz lower bounds and the singular values measurably short of the truth (M_s's
+    space is not M's); once the space fills all N dimensions both are exact."""
+    handle, M, s, _ = known
+    y, k = _rand_image(8, 12), 6
+    lam = torch.linalg.eigvalsh(0.5 * (M + M.T)).flip(0)[:k]
+    svd, sh = J.harmonic_basis(handle, y, k, block=12, steps=3)
+    vals = svd.values.double()
+    assert (vals <= s[:k] + 1e-5).all() and (sh.eigenvalues.double() <= lam + 1e-5).all()
+    assert ((s[:k] - vals) / s[:k]).max().item() > 0.05  # not accurate: this A is not nearly symmetric
+    _check_triplets(M, svd, k, 1e-4)
+    full, sh_full = J.harmonic_basis(handle, y, k, block=24, steps=10, tol=0)  # 6 blocks of 24 = N = 144
+    torch.testing.assert_close(full.values.double(), s[:k], atol=1e-5, rtol=0)
+    torch.testing.assert_close(sh_full.eigenvalues.double(), lam, atol=1e-5, rtol=0)
+    _check_triplets(M, full, k, 1e-4)
+
+
+def test_harmonic_basis_on_a_bias_free_network(bf, y, dense_bf):
+    """The tiny BF-DnCNN (a clustered spectrum): converged eigenpairs, singular values within 1 %."""
+    k = 16
+    svd, sh = J.harmonic_basis(bf, y, k, block=16, steps=40, tol=1e-6)
+    As = 0.5 * (dense_bf + dense_bf.T)
+    lam = torch.linalg.eigvalsh(As).flip(0)[:k]
+    assert ((sh.eigenvalues.double() - lam).abs() / lam.abs().max()).max().item() < 1e-3
+    exact = torch.linalg.svdvals(dense_bf)[:k]
+    assert ((svd.values.double() - exact).abs() / exact).max().item() < 1e-2
+    _check_triplets(dense_bf, svd, k, 1e-4)
+
+
 # --------------------------------------------------------------------------- the lab's BF-DnCNN
 
 

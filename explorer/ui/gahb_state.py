@@ -1,9 +1,10 @@
 """The GAHB tool's state without widgets: parameters, the staged computation (worker thread) and the
 results and numbers it produces. :class:`~explorer.ui.gahb_view.GAHBView` adds the page; tests drive this.
 
-Everything is computed by :mod:`explorer.jacobian` (``top_singular``, ``shrinkage``, ``symmetry``,
-``effective_dim_curve``, ``partial_shrinkage``). One noise draw z (``numpy`` generator seeded with
-``seed``) makes y = x + σz *and* the effective-dimension curve, so the curve at the marked σ is tr A.
+Everything is computed by :mod:`explorer.jacobian` (``harmonic_basis``: the top-k SVD and the
+eigen-shrinkage from one Krylov space; ``symmetry``, ``effective_dim_curve``, ``partial_shrinkage``).
+One noise draw z (``numpy`` generator seeded with ``seed``) makes y = x + σz *and* the
+effective-dimension curve, so the curve at the marked σ is tr A.
 """
 from __future__ import annotations
 
@@ -25,13 +26,18 @@ from .text import fmt_number
 PER_PAGE = 16
 CURVE_SIGMAS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
 EXACT_MAX_N = 256  # up to this many pixels traces and norms come from the dense Jacobian
-#: Krylov settings of the top-k SVD and eigen-shrinkage: 3 block steps, residuals ≤ 1 % of s₁ (values to
-#: ~1e-4 s₁), block k + max(8, k/4). The library default (10 steps, 0.1 %, k + k/2) took 57 + 72 s at 64×64.
-KRYLOV = dict(steps=3, tol=1e-2)
+#: Krylov settings of the top-k SVD and eigen-shrinkage, both from one block Lanczos space of A_s
+#: (:func:`explorer.jacobian.harmonic_basis`): blocks of 3k/8 (small blocks reach a higher degree for the
+#: same products), until every eigen-residual ≤ 0.3 % of λ₁ or 24 extensions. Measured on bf-natural-gray,
+#: camera 64×64, σ = 0.1, k = 64, 1 torch thread with a training on the other core: 22 blocks, ≈ 27 s,
+#: s₁..s₆₄ within 1.3 %, λ₁..λ₆₄ within 3e-5 λ₁ and x̂₆₄ within 0.4 % of converged solves; the separate
+#: top_singular + shrinkage of before (3 steps, 1 %) took 26–46 s with x̂₆₄ 49 % off
+#: (benchmarks/bench_jacobian.py --gahb 64).
+KRYLOV = dict(steps=24, tol=3e-3)
 
 
 def krylov_options(k: int) -> dict[str, Any]:
-    return dict(KRYLOV, oversample=max(8, k // 4))
+    return dict(KRYLOV, block=max(8, 3 * k // 8))
 
 
 def noise_draw(shape: tuple[int, ...], seed: int) -> np.ndarray:
@@ -50,14 +56,15 @@ def estimate_text(e: Any, digits: int = 3) -> str:
 
 
 def compute_stages(req: dict[str, Any], stop: threading.Event, publish: Callable[[Any], None]) -> None:
-    """The worker: publishes dict(stage, value, seconds, progress) for 'images', 'svd', 'stats',
-    'shrinkage' and each 'curve' point, and dict(stage='progress', progress) as the Krylov steps go."""
+    """The worker: publishes dict(stage, value, seconds, progress) for 'images', 'svd' and 'shrinkage'
+    (one Krylov run: the shrinkage comes with 0 s), 'stats' and each 'curve' point, and
+    dict(stage='progress', progress) as the Krylov steps go."""
     h, y, k, x, z = req["handle"], req["y"], req["k"], req["x"], req["z"]
     s_arg = sigma_arg(h, req["sigma"])
     method = "exact" if y.size <= EXACT_MAX_N else "hutchinson"
     curve = [s for s in CURVE_SIGMAS if not math.isclose(s, req["sigma"])] if req["curve"] else []
     opts = krylov_options(k)
-    total = 2 + 2 * (opts["steps"] + 1) + len(curve)  # images, stats, two Krylov runs, curve points
+    total = 2 + (opts["steps"] + 1) + len(curve)  # images, stats, the Krylov blocks, curve points
     done = 0.0
 
     def tick(units: float = 1.0) -> int:
@@ -88,14 +95,15 @@ def compute_stages(req: dict[str, Any], stop: threading.Event, publish: Callable
                     method=method, curve=c)
 
     stage("images", images)
-    for name, fn in (("svd", lambda: jacobian.top_singular(h, y, k, s_arg, seed=req["seed"], callback=krylov_step,
-                                                           **opts)),
-                     ("stats", stats),
-                     ("shrinkage", lambda: jacobian.shrinkage(h, y, k, s_arg, seed=req["seed"], callback=krylov_step,
-                                                              **opts))):
-        if stop.is_set():
-            return
-        stage(name, fn, units=1.0 if name == "stats" else 0.0)
+    if stop.is_set():
+        return
+    t0 = time.perf_counter()
+    hb = jacobian.harmonic_basis(h, y, k, s_arg, seed=req["seed"], callback=krylov_step, **opts)
+    publish(dict(stage="svd", value=hb.svd, seconds=time.perf_counter() - t0, progress=tick(0.0)))
+    publish(dict(stage="shrinkage", value=hb.shrinkage, seconds=0.0, progress=tick(0.0)))
+    if stop.is_set():
+        return
+    stage("stats", stats)
     for s in curve:
         if stop.is_set():
             return
@@ -168,8 +176,10 @@ class GAHBState(param.Parameterized):
         return stage
 
     def timing_text(self) -> str:
-        names = dict(images="x̂", stats="traces", svd="top-k SVD", shrinkage="eigen-shrinkage", curve="curve")
-        return " · ".join(f"{names[k]} {v:.1f} s" for k, v in self.stage_seconds.items())
+        names = dict(images="x̂", stats="traces", svd="top-k SVD + eigen-shrinkage (one Krylov space)",
+                     shrinkage="eigen-shrinkage", curve="curve")
+        return " · ".join(f"{names[k]} {v:.1f} s" for k, v in self.stage_seconds.items()
+                          if not (k == "shrinkage" and v == 0.0))  # computed with the SVD
 
     def numbers_text(self) -> str:
         if self.y is None:
