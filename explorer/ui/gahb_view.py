@@ -235,7 +235,7 @@ class GAHBView(ToolView, GAHBState):
             tools=["hover"], xticks=[(s, f"{s:g}") for s in sig])
 
     # ------------------------------------------------------------------ downloads
-    def _png(self) -> io.BytesIO:
+    def png(self) -> io.BytesIO:
         panels: list[tuple] = []
         if self.y is not None:
             panels += [("y", self.y), ("x_hat(y)", self.xhat)]
@@ -246,7 +246,7 @@ class GAHBView(ToolView, GAHBState):
         panels += [(f"{letter}{k + 1}", V[k], "diverging") for k in range(min(len(V), 12))]
         return png_bytes(panels, min_size=128, columns=5)
 
-    def _npz(self) -> io.BytesIO:
+    def npz(self) -> io.BytesIO:
         arrays: dict[str, Any] = dict(clean=self.source.image, y=self.y, x_hat=self.xhat)
         if self.svd is not None:
             arrays.update(singular_values=self.svd.values, U=self.svd.U, V=self.svd.V)
@@ -260,7 +260,7 @@ class GAHBView(ToolView, GAHBState):
                       terms=self.terms, probes=self.probes, stats=stats, sigma_hat=self.sigma_hat)
         return npz_bytes(arrays, params)
 
-    def _basename(self) -> str:
+    def basename(self) -> str:
         return f"gahb_{self.picker.model}_{self.source.label or 'image'}_sigma{self.sigma:g}".replace(" ", "_")
 
     # ------------------------------------------------------------------ layout
@@ -295,7 +295,7 @@ class GAHBView(ToolView, GAHBState):
                    self.curve_pane, **_sw()),
             pn.Column(pn.pane.Markdown("#### Adaptive shrinkage in the eigenbasis of A_s", margin=(0, 10)),
                       terms, self.shrink_pane, self.shrink_text, **_sw()),
-            downloads(self._png, self._npz, self._basename),
+            downloads(self.png, self.npz, self.basename),
             explanation(EXPLANATION, title="The geometry-adaptive harmonic basis"),
             **_sw())
 

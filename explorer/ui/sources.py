@@ -232,6 +232,8 @@ class ImageSource(pn.viewable.Viewer):
 
     ``image`` always holds a float32 (size, size) array in [0, 1] (an upload is centre-cropped to a
     square and resized). A bad upload sets ``error`` (shown in the page) and keeps the last image.
+    Public panes: ``upload`` (the :class:`UploadBox`), ``alert_pane`` (the error), ``note_pane`` (how an
+    upload was converted).
     """
 
     source = param.Selector(objects=["built-in", "synthetic", "upload", "sample"], default="built-in",
@@ -257,9 +259,9 @@ class ImageSource(pn.viewable.Viewer):
         self._uploaded: np.ndarray | None = None
         self._upload_name = ""
         self._upload_notes: tuple[str, ...] = ()
-        self._file = UploadBox(self.load_bytes)
-        self._alert = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
-        self._note = pn.pane.Alert("", alert_type="info", visible=False, sizing_mode="stretch_width")
+        self.upload = UploadBox(self.load_bytes)
+        self.alert_pane = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
+        self.note_pane = pn.pane.Alert("", alert_type="info", visible=False, sizing_mode="stretch_width")
         self._samples: dict[str, Path] = {}
         self._refresh_button = pn.widgets.Button(label="↻", width=40, margin=(24, 10, 5, 0),
                                                  description="List the samples kept by the sampler again")
@@ -347,13 +349,13 @@ class ImageSource(pn.viewable.Viewer):
 
     @param.depends("note", watch=True)
     def _show_note(self) -> None:
-        self._note.object = self.note
-        self._note.visible = bool(self.note)
+        self.note_pane.object = self.note
+        self.note_pane.visible = bool(self.note)
 
     @param.depends("error", watch=True)
     def _show_error(self) -> None:
-        self._alert.object = self.error
-        self._alert.visible = bool(self.error)
+        self.alert_pane.object = self.error
+        self.alert_pane.visible = bool(self.error)
         if self.error:
             notify(self.error)
 
@@ -374,7 +376,7 @@ class ImageSource(pn.viewable.Viewer):
                 return pn.Row(synth, seed, sizing_mode="stretch_width")
             if source == "sample":
                 return pn.Row(sample, self._refresh_button, sizing_mode="stretch_width")
-            return self._file
+            return self.upload
 
-        return pn.Column(pn.pane.Markdown("**Image**", margin=(0, 10)), src, choice, size, self._alert, self._note,
+        return pn.Column(pn.pane.Markdown("**Image**", margin=(0, 10)), src, choice, size, self.alert_pane, self.note_pane,
                          sizing_mode="stretch_width", margin=0)

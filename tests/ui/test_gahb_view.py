@@ -115,9 +115,9 @@ def test_effective_dimension_curve(tiny_handle):
 
 
 def test_downloads(view):
-    png = view._png().getvalue()
+    png = view.png().getvalue()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    data = np.load(io.BytesIO(view._npz().getvalue()))
+    data = np.load(io.BytesIO(view.npz().getvalue()))
     np.testing.assert_allclose(data["U"], view.svd.U.numpy())
     np.testing.assert_allclose(data["shrinkage_shown"], view.shrinkage_image())
     params = json.loads(str(data["params"]))

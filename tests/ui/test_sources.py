@@ -30,12 +30,12 @@ def test_an_empty_file_is_refused_naming_it_and_replaces_the_previous_error():
     assert "first.png" in source.error
     assert not source.load_bytes(b"", "empty.png")  # was ignored: the message still named first.png
     assert "empty.png" in source.error and "first.png" not in source.error and "empty (0 bytes)" in source.error
-    assert source._alert.visible and "empty.png" in source._alert.object
+    assert source.alert_pane.visible and "empty.png" in source.alert_pane.object
 
 
 def test_an_empty_file_from_the_drop_area_reaches_the_source():
     source = ImageSource(sizes=[32], size=32)
-    source._file.dropper.value = {"nothing.png": b""}  # what FileDropper holds after a 0-byte upload
+    source.upload.dropper.value = {"nothing.png": b""}  # what FileDropper holds after a 0-byte upload
     assert "nothing.png" in source.error and "empty" in source.error
 
 
@@ -47,7 +47,7 @@ def test_rgba_transparency_is_composited_over_white_with_a_note():
     assert "composited over white" in up.note and "75%" in up.note
     source = ImageSource(sizes=[32], size=32)
     assert source.load_bytes(png_of(rgba), "logo.png")
-    assert "logo.png" in source.note and "composited over white" in source.note and source._note.visible
+    assert "logo.png" in source.note and "composited over white" in source.note and source.note_pane.visible
 
 
 def test_an_opaque_alpha_channel_is_said_to_be_ignored():
