@@ -77,8 +77,9 @@ class InverseView(ToolView):
         self.description = pn.pane.Markdown("", sizing_mode="stretch_width", styles={"color": "#444"}, margin=(0, 10))
         self.metrics_table = pn.pane.Markdown("", sizing_mode="stretch_width", margin=(0, 10))
         self._canvas = pn.pane.HoloViews(None, margin=(0, 5), css_classes=["explorer-canvas"])
-        self._top = pn.FlexBox(margin=0, sizing_mode="stretch_width")
-        self._samples_box = pn.FlexBox(margin=0, sizing_mode="stretch_width")
+        # wrapping Rows, not pn.FlexBox: in apps/main.py its figures never finished, so later updates were dropped
+        self._top, self._samples_box = (pn.Row(margin=0, sizing_mode="stretch_width", styles={"flex-wrap": "wrap"})
+                                        for _ in range(2))
         self._sigma_pane = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=220)
         self._draw_tools = self._make_draw_tools()
 
@@ -252,6 +253,8 @@ class InverseView(ToolView):
         self._top[:] = panels
         self.sample_images = [LiveImage((n, n), f"Sample {i + 1}: x̂(y_t)", size=PANEL_PX) for i in range(k)]
         self.mean_image = LiveImage((n, n), f"Mean of the {k} samples", size=PANEL_PX)
+        for im in (*self.sample_images, self.mean_image):
+            im.figure.width = None  # sized by its frame; a Row would give each the default 600 px
         self._samples_box[:] = list(self.sample_images) + ([self.mean_image] if k > 1 else [])
         self._sigma_pipe = hv.streams.Pipe(data=self.run.history())
         self._sigma_pane.object = hv.DynamicMap(self._sigma_plot, streams=[self._sigma_pipe])
