@@ -253,8 +253,6 @@ class InverseView(ToolView):
         self._top[:] = panels
         self.sample_images = [LiveImage((n, n), f"Sample {i + 1}: x̂(y_t)", size=PANEL_PX) for i in range(k)]
         self.mean_image = LiveImage((n, n), f"Mean of the {k} samples", size=PANEL_PX)
-        for im in (*self.sample_images, self.mean_image):
-            im.figure.width = None  # sized by its frame; a Row would give each the default 600 px
         self._samples_box[:] = list(self.sample_images) + ([self.mean_image] if k > 1 else [])
         self._sigma_pipe = hv.streams.Pipe(data=self.run.history())
         self._sigma_pane.object = hv.DynamicMap(self._sigma_plot, streams=[self._sigma_pipe])

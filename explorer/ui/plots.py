@@ -134,6 +134,7 @@ class LiveImage(pn.viewable.Viewer):
                                     major_label_text_font_size="8pt", title=value_label,
                                     title_text_font_size="8pt", title_text_font_style="normal"), "right")
             fig.min_border_right = 92  # the colour bar and its tick labels: stays wide enough when the range changes
+        fig.width = None  # sized by its frame: inside a Row bokeh would give it its default 600 px
         fig.axis.visible = False
         fig.grid.visible = False
         fig.outline_line_color = None

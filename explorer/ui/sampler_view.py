@@ -198,7 +198,7 @@ class SamplerView(ToolView):
         label = (lambda i, what: f"chain {i + 1}: {what}") if px >= 160 else (lambda i, what: f"{i + 1}: {what}")
         self.chain_images = [(LiveImage((n, n), label(i, "y_t"), size=px), LiveImage((n, n), label(i, "x̂(y_t)"), size=px))
                              for i in range(b)]
-        self._grid[:] = [pn.FlexBox(*[pn.Column(y, x, margin=0) for y, x in self.chain_images], margin=0)]
+        self._grid[:] = [pn.Row(*[pn.Column(y, x, margin=0) for y, x in self.chain_images], margin=0, styles={"flex-wrap": "wrap"})]
         self._build_sigma_plot()
         self._h_pipe = hv.streams.Pipe(data=self.run.history())
         self._h_pane.object = hv.DynamicMap(self._h_plot, streams=[self._h_pipe])

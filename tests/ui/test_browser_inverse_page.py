@@ -24,8 +24,16 @@ def _check_clean(page, served_app) -> None:
     assert "isn't known" not in logs, logs[-3000:]
 
 
-def _canvas_png(page) -> bytes:
-    return page.locator(".explorer-canvas").first.screenshot()
+def _canvas_png(page, tries: int = 5) -> bytes:
+    """The canvas' pixels; a canvas re-rendered during the capture (detached from the DOM) is captured again."""
+    for attempt in range(tries):
+        try:
+            return page.locator(".explorer-canvas").first.screenshot()
+        except Exception as e:  # playwright's Error: "Element is not attached to the DOM"
+            if "not attached" not in str(e) or attempt == tries - 1:
+                raise
+            page.wait_for_timeout(200)  # let the new canvas attach
+    raise AssertionError("unreachable")
 
 
 def _wait_changed(page, before: bytes, timeout: float = 60.0) -> bytes:
@@ -61,4 +69,22 @@ def test_main_inverse_page_switches_to_synthetic(served_app, browser_page):
     _select(page, "Generator").select_option("discs")
     _wait_changed(page, leaves)
     page.wait_for_selector("text=Press Step or Run")
+    _check_clean(page, served_app)
+
+
+def test_main_sampler_page_follows_its_sidebar(served_app, browser_page):
+    """The sampler's chain grid was a pn.FlexBox too: opened directly in apps/main.py, its page must report
+    ready, so that a change in the sidebar (the number of chains) and a Step reach the browser."""
+    page = browser_page
+    url = served_app("apps/main.py")
+    page.goto(url + "?page=sampler")
+    page.wait_for_selector("text=step t = 0")
+    page.wait_for_selector("text=Press Step or Play")
+    _check_clean(page, served_app)
+    chains = page.locator(".bk-input-group:has(label:text-matches('^Chains')) input").first
+    chains.fill("3")
+    chains.press("Enter")
+    page.wait_for_selector("text=/Ready: 3 chain/", timeout=30_000)
+    page.get_by_role("button", name="Step").click()
+    page.wait_for_selector("text=step t = 1", timeout=30_000)
     _check_clean(page, served_app)
