@@ -192,7 +192,10 @@ def test_summarize_and_table_on_a_fake_pair():
 def test_load_pair_reads_published_cards_and_refuses_a_tampered_one(tmp_path, monkeypatch, tiny_bf_unet):
     from explorer.checkpoints import save_model
 
+    from explorer import checkpoints
+
     monkeypatch.setenv("EXPLORER_MODELS", str(tmp_path))
+    monkeypatch.setattr(checkpoints, "PRETRAINED_DIR", tmp_path / "no-shipped-models")  # the real pairs stay out
     for part in "AB":
         save_model(tiny_bf_unet, "unet", tmp_path, f"gen-mnist-N2-{part}", training={"subset": subset_record(2, part, 0)})
     save_model(tiny_bf_unet, "unet", tmp_path, "gen-mnist-N7-A", training={"subset": subset_record(7, "A", 0)})
