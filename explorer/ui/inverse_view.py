@@ -253,7 +253,8 @@ class InverseView(ToolView):
         self._top[:] = panels
         self.sample_images = [LiveImage((n, n), f"Sample {i + 1}: x̂(y_t)", size=PANEL_PX) for i in range(k)]
         self.mean_image = LiveImage((n, n), f"Mean of the {k} samples", size=PANEL_PX)
-        self._samples_box[:] = list(self.sample_images) + ([self.mean_image] if k > 1 else [])
+        items = list(self.sample_images) + ([self.mean_image] if k > 1 else [])
+        self._samples_box[:] = [pn.Column(*[pn.Row(*items[i:i + 3], margin=0) for i in range(0, len(items), 3)], margin=0)]
         self._sigma_pipe = hv.streams.Pipe(data=self.run.history())
         self._sigma_pane.object = hv.DynamicMap(self._sigma_plot, streams=[self._sigma_pipe])
         self._update_metrics_table()

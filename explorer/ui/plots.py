@@ -134,7 +134,10 @@ class LiveImage(pn.viewable.Viewer):
                                     major_label_text_font_size="8pt", title=value_label,
                                     title_text_font_size="8pt", title_text_font_style="normal"), "right")
             fig.min_border_right = 92  # the colour bar and its tick labels: stays wide enough when the range changes
-        fig.width = None  # sized by its frame: inside a Row bokeh would give it its default 600 px
+        # the outer size the frame needs (else a Row lays each figure out at bokeh's default 600 × 600 px)
+        border = {side: getattr(fig, f"min_border_{side}") or fig.min_border or 0 for side in ("left", "right", "top", "bottom")}
+        fig.width = fw + border["left"] + border["right"]
+        fig.height = fh + border["top"] + border["bottom"] + 26  # + the title
         fig.axis.visible = False
         fig.grid.visible = False
         fig.outline_line_color = None
