@@ -82,6 +82,7 @@ THUMBNAIL_CROPS: dict[str, tuple[int, int, int, int]] = {
     "gahb": (345, 195, 1250, 585),
     "energy": (345, 160, 1440, 560),
     "toy2d": (345, 60, 1500, 520),
+    "generalization": (355, 70, 1500, 430),
 }
 CARD_WIDTH = 540  # two cards a row beside the sidebar on a 1500-px window, one on a narrow one
 THUMBNAIL_WIDTH = CARD_WIDTH - 30

@@ -110,3 +110,14 @@ def test_energy_app_computes_a_histogram(served_app, browser_page, tmp_path):
     assert "120" in row.inner_text()
     save_screenshot(page, "energy", 1400, settle_ms=1500)
     assert_clean(page, served_app.logs())
+
+
+def test_generalization_app_runs_a_seed_on_the_shipped_pairs(served_app, browser_page):
+    """The Generalization tool on the published pairs: a seed runs at load and shows the A–B cosine."""
+    url = served_app("apps/generalization.py")
+    page = browser_page
+    page.goto(url, timeout=180_000)
+    page.wait_for_selector("text=/Done: N = \\d+, seed 0/", timeout=180_000)
+    assert page.locator("text=cos(x_A, x_B) =").count()
+    save_screenshot(page, "generalization", 1300, settle_ms=1500)
+    assert_clean(page, served_app.logs())
