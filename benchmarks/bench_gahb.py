@@ -1,5 +1,11 @@
 """Time the GAHB tool's whole computation (SVD + shrinkage + traces + σ-curve) at 64×64, k = 64: `python benchmarks/bench_gahb.py THREADS`."""
-import sys, threading, time, torch, explorer
+import sys
+import threading
+import time
+
+import torch
+
+import explorer
 from explorer.data.builtin import builtin_image
 from explorer.ui.gahb_state import GAHBState, compute_stages
 torch.set_num_threads(int(sys.argv[1]))

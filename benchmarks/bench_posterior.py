@@ -1,5 +1,11 @@
 """Time the posterior standard-deviation map √(σ² diag A) at 64×64 (explorer.posterior defaults): `python benchmarks/bench_posterior.py THREADS`."""
-import sys, time, numpy as np, torch, explorer
+import sys
+import time
+
+import numpy as np
+import torch
+
+import explorer
 from explorer.posterior import posterior_std
 from explorer.data.builtin import builtin_image
 torch.set_num_threads(int(sys.argv[1]))

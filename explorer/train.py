@@ -13,8 +13,8 @@ The loop, the run folder (default ``$EXPLORER_RUNS/NAME``; never inside ``pretra
 At the end the norm layers' statistics are re-averaged over ``--recalibrate`` batches. With
 ``--freeze-norms-at S`` they are re-averaged at step S instead and then frozen: the remaining steps
 train the network with the fixed statistics it is evaluated with (train-mode norms divide by each
-batch's own statistics, which a model memorizing a few images learns to rely on: N = 1 MNIST models
-were 0.0026 RMS from their digit at σ = 0 in train mode but 0.037 in eval mode).
+batch's own statistics, which a model memorizing a few images learns to rely on; see
+``scripts/check_memorizer.py``).
 """
 from __future__ import annotations
 

@@ -5,13 +5,12 @@
 set -euo pipefail
 PY=${PYTHON:-python}
 runs=${EXPLORER_RUNS:-$HOME/.cache/denoiser-explorer/runs}
-declare -A STEPS=([1]=8000 [10]=8000 [100]=12000 [1000]=20000 [4750]=30000)
-finished() {  # run name → true when its state has reached its planned steps
-  local state="$runs/$1/training/$1/state.json" n=$2
-  [ -f "$state" ] && $PY -c "import json,sys; sys.exit(json.load(open('$state'))['step'] < ${STEPS[$n]})"
+finished() {  # run name → true when its state has reached the steps its command asked for
+  local state="$runs/$1/training/$1/state.json"
+  [ -f "$state" ] && $PY -c "import json,sys; s = json.load(open('$state')); sys.exit(s['step'] < s['args']['steps'])"
 }
 for n in ${SIZES:-1 10 100 1000 4750}; do
-  if finished "gen-mnist-N$n-A" "$n" && finished "gen-mnist-N$n-B" "$n"; then
+  if finished "gen-mnist-N$n-A" && finished "gen-mnist-N$n-B"; then
     for part in A B; do
       name=gen-mnist-N$n-$part
       OMP_NUM_THREADS=1 $PY -m explorer.evaluate "$runs/$name/$name.json" --data mnist --sigma 0.05,0.1,0.2,0.4 --scale 1 --write-card --quiet

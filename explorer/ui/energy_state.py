@@ -9,13 +9,11 @@ built-in) and its rank. The view
 
 The task runner is anything with ``submit(request)`` and ``cancel()`` built as
 ``task_factory(compute, render, on_error, on_done)``: :class:`InlineTask` (the default, synchronous)
-or :class:`explorer.ui.tasks.LatestTask` (the view's). Every message the work publishes carries its
-run and a sequence number, and a run's result (or error, or Stop) closes it: a progress message
-delivered late, after the result, is dropped, so the status always ends in the final state.
+or :class:`explorer.ui.tasks.LatestTask` (the view's), which delivers a run's messages in order and
+drops those of a superseded or cancelled run, so the status always ends in the final state.
 """
 from __future__ import annotations
 
-import itertools
 import math
 import threading
 import time
@@ -136,7 +134,6 @@ class EnergyState(param.Parameterized):
         self.probe_label = ""
         self._uploaded: np.ndarray | None = None
         self._upload_name = self._upload_note = ""
-        self._run, self._seq, self._closed = 0, -1, 0
 
     # ------------------------------------------------------------------ requests
     @param.depends("handle", "dataset", "folder", "folder_patches", "patch", "count", "use_cache", watch=True)
@@ -153,26 +150,23 @@ class EnergyState(param.Parameterized):
             self.param.update(error="", status="Type the path of a folder of images in the sidebar.")
             return
         data, kw, label = dataset_source(self.dataset, self.folder, self.folder_patches, self.patch)
-        self._run += 1
-        self._seq = -1
         self.param.update(error="", running=True, progress=0, status="Listing the images…")
-        self.task.submit(dict(run=self._run, handle=handle, name=self.model_name, data=data, kw=kw, label=label,
+        self.task.submit(dict(handle=handle, name=self.model_name, data=data, kw=kw, label=label,
                               quantity=nll_quantity(getattr(handle, "card", None)), count=int(self.count),
                               use_cache=bool(self.use_cache), runner=self.compute_runner))
 
     def stop(self) -> None:
         """Cancel the computation; the energies computed so far are in the cache (Compute resumes from there)."""
         self.task.cancel()
-        self._closed = self._run
         self.param.update(running=False, status="Stopped. The energies computed so far are cached: ▶ Compute "
                           "resumes from there." if self.use_cache else "Stopped.")
 
     # ------------------------------------------------------------------ the work (worker thread)
     def _work(self, req: dict[str, Any], stop: threading.Event, publish: Callable[[Any], None]) -> None:
-        t0, seq = time.perf_counter(), itertools.count()
+        t0 = time.perf_counter()
 
         def send(kind: str, **kw: Any) -> None:
-            publish(dict(kind=kind, run=req["run"], seq=next(seq), **kw))
+            publish(dict(kind=kind, **kw))
 
         handle, quantity = req["handle"], req["quantity"]  # every model call below goes through the handle (its lock)
         items, source = list_items(req["data"], req["kw"], gray=handle.channels == 1, quantity=quantity)
@@ -226,17 +220,12 @@ class EnergyState(param.Parameterized):
 
     # ------------------------------------------------------------------ messages (event loop)
     def receive(self, msg: dict[str, Any]) -> None:
-        """Show a message of the work: progress, or the result. A message of an older or closed run, or
-        one older than the last shown, is dropped (a late progress never overwrites the final status)."""
-        if msg["run"] != self._run or msg["run"] == self._closed or msg["seq"] <= self._seq:
-            return
-        self._seq = msg["seq"]
+        """Show a message of the work: progress, or the result."""
         if msg["kind"] == "progress":
             self.param.update(progress=int(100 * msg["done"] / max(1, msg["total"])),
                               status=f"Computing energies… {msg['done']} / {msg['total']} images "
                                      f"({msg['cached']} from the cache)")
             return
-        self._closed = msg["run"]
         report: energies.EnergyReport = msg["report"]
         self.report, self.items, self.shape, self.references = report, msg["items"], msg["shape"], msg["references"]
         self.result_model, self.data_label, self.data_name = msg["name"], msg["label"], msg["data"]
@@ -262,8 +251,7 @@ class EnergyState(param.Parameterized):
         self.revision += 1
 
     def failed(self, e: BaseException) -> None:
-        """The work raised: say why (closes the run)."""
-        self._closed = self._run
+        """The work raised: say why."""
         self.param.update(error=str(e) if isinstance(e, DataSetError) else f"The computation failed: {type(e).__name__}: {e}",
                           status="Failed.")
 

@@ -39,17 +39,29 @@ def session_doc() -> Any:
 
 
 class _ClosedSocketFilter(logging.Filter):
-    """Drop bokeh's "Failed sending message as connection was closed": a tab closed while the server was
-    answering it (the reply to its last click, an update on its way). Bokeh catches tornado's
-    WebSocketClosedError there and closes the session anyway; background work stops itself
-    (:func:`session_closed`), so the line is only noise in the server's log."""
+    """Drop the framework's reports of a tab that closed while the server was talking to it:
+
+    - bokeh's "Failed sending message as connection was closed" (the reply to its last click, an update
+      on its way: bokeh catches tornado's WebSocketClosedError and closes the session anyway);
+    - asyncio's "Task exception was never retrieved … write_message … WebSocketClosedError" (the same
+      push, when tornado's write future fails after the socket went away);
+    - tornado's "Uncaught exception GET …/ws" from bokeh's ``notify_connection_lost`` asserting a session
+      that the closing socket never got (a tab closed during the websocket handshake).
+
+    Background work stops itself (:func:`session_closed`), so these are only noise in the server's log."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Failed sending message as connection was closed" not in record.getMessage()
+        text = record.getMessage()
+        if record.exc_info:
+            text += "".join(traceback.format_exception(*record.exc_info))
+        return not ("Failed sending message as connection was closed" in text
+                    or ("WebSocketClosedError" in text and "write_message" in text)
+                    or ("notify_connection_lost" in text and "assert self._session is not None" in text))
 
 
 CLOSED_SOCKET_FILTER = _ClosedSocketFilter()
-logging.getLogger("bokeh.server.views.ws").addFilter(CLOSED_SOCKET_FILTER)
+for _logger in ("bokeh.server.views.ws", "asyncio", "tornado.application"):
+    logging.getLogger(_logger).addFilter(CLOSED_SOCKET_FILTER)
 
 
 def session_closed(doc: Any) -> bool:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import threading
+import time
 
 import holoviews as hv
 import numpy as np
@@ -372,68 +374,79 @@ def test_a_runner_hook_computes_the_energies(energy_model, folder):
 
 
 # --------------------------------------------------------------------------- issue #15
-class LateProgressTask:
-    """A task runner that delivers a run's messages as a served page sometimes does: the progress
-    messages that were scheduled before the page had loaded come back 100 ms later, after the result
-    and the end of the work (what LatestTask does when ``pn.state.loaded`` turns True mid-run)."""
+@pytest.fixture
+def page_not_loaded_yet(monkeypatch):
+    """A served page that connects while the first message of a run waits: the first loop call LatestTask
+    schedules waits (a 100 ms timeout callback, collected here) and the page is loaded from then on, so
+    later calls could run at once; ``connect()`` runs the waiting callbacks (the 100 ms passing)."""
+    import panel as pn
+    from bokeh.document import Document
 
-    def __init__(self, compute, render, on_error, on_done, name=""):
-        self.compute, self.render, self.on_error, self.on_done = compute, render, on_error, on_done
-        self.late: list = []
+    loaded, timeouts = {"value": False}, []
+    monkeypatch.setattr(type(pn.state), "loaded", property(lambda self: loaded["value"]))
+    monkeypatch.setattr(pn.state, "execute", lambda fn, schedule=True: fn())
+    doc = Document()
 
-    def submit(self, request):
-        import threading
+    def add_timeout_callback(callback, ms) -> None:
+        timeouts.append(callback)
+        loaded["value"] = True  # the page connects while the callback waits
 
-        published = []
-        error = None
-        try:
-            self.compute(request, threading.Event(), published.append)
-        except Exception as e:
-            error = e
-        progress = [m for m in published if m["kind"] == "progress"]
-        for m in published:
-            if m["kind"] != "progress":
-                self.render(m)
-        if error is not None:
-            self.on_error(error)
-        self.on_done()
-        self.late = progress
+    monkeypatch.setattr(doc, "add_timeout_callback", add_timeout_callback)
 
-    def deliver_late(self):
-        for m in self.late:
-            self.render(m)
+    def connect() -> None:
+        while timeouts:
+            timeouts.pop(0)()
 
-    def cancel(self):
-        pass
+    return doc, connect
 
 
-def test_the_final_status_wins_over_a_late_progress_message(energy_model, folder):
-    """#15 item 5: 'Computing energies… 500/500' stayed after the results were shown."""
-    s = make_state(folder, task_factory=LateProgressTask, use_cache=False)
-    done = s.status
-    assert done.startswith("Done: 14 energies") and s.progress == 100 and not s.running
-    s.task.deliver_late()
-    assert s.status == done and s.progress == 100  # the late "Computing energies… 15 / 15" is dropped
+def served_state(folder, doc) -> EnergyState:
+    """An EnergyState on the view's runner (LatestTask, worker thread) bound to ``doc``; nothing computed yet."""
+    from explorer.ui.tasks import LatestTask
+
+    s = EnergyState(task_factory=LatestTask, handle=get_handle(NAME), model_name=NAME, dataset="image folder",
+                    folder=str(folder), use_cache=False)
+    s.task.bind(doc)
+    return s
+
+
+def wait_for_worker(timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(t.name == "energy" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the energy worker did not finish"
+        time.sleep(0.02)
+
+
+def test_the_final_status_wins_over_a_late_progress_message(energy_model, folder, page_not_loaded_yet):
+    """#15 item 5: 'Computing energies… 500/500' stayed after the results were shown: the progress
+    messages sent before the page had connected landed after the result. Through the view's runner
+    they now arrive in order, so the final status wins."""
+    doc, connect = page_not_loaded_yet
+    s = served_state(folder, doc)
+    s.compute()
+    wait_for_worker()  # every message (progress, then the result) was sent before the page connected
+    connect()
+    assert s.status.startswith("Done: 14 energies") and s.progress == 100 and not s.running
     # a failed run stays failed
     s.folder = str(folder / "nope")
-    s.task.deliver_late()
+    wait_for_worker()
+    connect()
     assert s.status == "Failed." and "no such folder" in s.error
-    # a newer run drops what an older one sends
+    # a newer run drops what an older one sends (setting the folder starts a run, compute() supersedes it)
     s.folder = str(folder)
-    old = s.task.late
     s.compute()
-    for m in old:
-        s.receive(m)
+    wait_for_worker()
+    connect()
     assert s.status.startswith("Done: 14 energies")
 
 
-def test_stop_is_final_too(energy_model, folder):
-    s = make_state(folder, task_factory=LateProgressTask, use_cache=False)
-    late = s.task.late
+def test_stop_is_final_too(energy_model, folder, page_not_loaded_yet):
+    doc, connect = page_not_loaded_yet
+    s = served_state(folder, doc)
     s.compute()
     s.stop()
-    for m in [*late, *s.task.late]:
-        s.receive(m)
+    wait_for_worker()
+    connect()
     assert s.status == "Stopped." and not s.running
 
 

@@ -526,3 +526,32 @@ def test_loop_calls_run_in_order_even_when_the_first_waits_for_the_page(monkeypa
     assert ran == []
     timeouts.pop()()
     assert ran == ["progress 500/500", "done"]
+
+
+def test_closed_tab_reports_of_the_framework_are_kept_out_of_the_log_and_nothing_else():
+    """#15 item 10: a tab closed mid-update or mid-handshake makes bokeh, asyncio and tornado log framework
+    noise; those three records are dropped, any other error (even one naming a websocket) is kept."""
+    import logging
+    import sys
+
+    from explorer.ui.tasks import CLOSED_SOCKET_FILTER
+
+    def record(name, message, error=None):
+        exc_info = None
+        if error is not None:
+            try:
+                raise error
+            except AssertionError:
+                exc_info = sys.exc_info()
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, message, None, exc_info)
+
+    closing = [
+        record("bokeh.server.views.ws", "Failed sending message as connection was closed"),
+        record("asyncio", "Task exception was never retrieved\nfuture: <Task finished coro=<WebSocketProtocol13."
+                          "write_message.<locals>.wrapper() done> exception=WebSocketClosedError()>"),
+    ]
+    assert not any(CLOSED_SOCKET_FILTER.filter(r) for r in closing)
+    kept = [record("tornado.application", "Uncaught exception GET /sampler/ws", AssertionError("something else")),
+            record("asyncio", "Task exception was never retrieved: ValueError in a render"),
+            record("bokeh.server.views.ws", "WebSocketClosedError while reading")]
+    assert all(CLOSED_SOCKET_FILTER.filter(r) for r in kept)
