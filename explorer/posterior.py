@@ -30,6 +30,7 @@ exactly a covariance), which :func:`posterior_std` clips to 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -76,10 +77,33 @@ def probes(shape: tuple[int, int, int], period: int, signs: Tensor | None = None
     return V if signs is None else V * signs.to(V.dtype)
 
 
+def probe_diagonal(apply: Callable[[Tensor], Tensor], shape: tuple[int, int, int], *, period: int = 4, repeats: int = 4,
+                   seed: int = 0) -> DiagonalEstimate:
+    """diag B of any linear map B given as ``apply`` (a batch of K tangents (K, C, H, W) → (K, C, H, W)), by
+    coloured probing with random signs (see the module): R draws of C·p² probes each."""
+    if period < 1 or repeats < 1:
+        raise ValueError(f"period and repeats must be ≥ 1, got {period} and {repeats}")
+    c, h, w = shape
+    gen = torch.Generator().manual_seed(seed)
+    estimates = []
+    for _ in range(repeats):
+        signs = torch.randint(0, 2, (c, h, w), generator=gen).to(torch.float32) * 2 - 1
+        V = probes((c, h, w), period, signs)
+        BV = apply(V).cpu().to(torch.float64)  # (K, C, H, W)
+        estimates.append((BV * V.to(torch.float64)).sum(0))  # s_i (B v_colour(i))_i at every pixel
+    stack = torch.stack(estimates)
+    mean = stack.mean(0)
+    se = stack.std(0) / np.sqrt(repeats) if repeats > 1 else torch.full_like(mean, float("nan"))
+    return DiagonalEstimate(mean.float(), se.float(), f"coloured probing (period {period}, {repeats} sign draws)",
+                            repeats * c * period * period)
+
+
 def jacobian_diagonal(handle: ModelHandle, y: ArrayOrTensor, sigma: SigmaLike = None, *, method: Method = "probing",
-                      period: int = 4, repeats: int = 4, seed: int = 0) -> DiagonalEstimate:
+                      period: int = 4, repeats: int = 4, seed: int = 0,
+                      projection: Callable[[Tensor], Tensor] | None = None) -> DiagonalEstimate:
     """diag ∂x̂/∂y at the image y (C, H, W), by coloured probing with random signs (see the module)
-    or exactly (``method="exact"``, N products, N ≤ 4096). ``sigma`` is told to a non-blind denoiser."""
+    or exactly (``method="exact"``, N products, N ≤ 4096). ``sigma`` is told to a non-blind denoiser.
+    With ``projection`` P (a linear map on (K, C, H, W) batches), the diagonal of P A P instead."""
     if method not in ("probing", "exact"):
         raise ValueError(f"method must be 'probing' or 'exact', got {method!r}")
     if period < 1 or repeats < 1:
@@ -87,24 +111,18 @@ def jacobian_diagonal(handle: ModelHandle, y: ArrayOrTensor, sigma: SigmaLike = 
     with handle.lock:
         lin = linearize(handle, y, sigma)
         c, h, w = lin.shape
+        if projection is None:
+            apply = lin.jvp
+        else:
+            def apply(V: Tensor) -> Tensor:
+                return projection(lin.jvp(projection(V.cpu())).cpu())  # P on CPU batches
         if method == "exact":
             if lin.n > MAX_DENSE:
                 raise ValueError(f"method='exact' needs N = C·H·W ≤ {MAX_DENSE}, got {lin.n}: use method='probing'")
             eye = torch.eye(lin.n).reshape(lin.n, c, h, w)
-            diag = lin.jvp(eye).reshape(lin.n, lin.n).diagonal().reshape(c, h, w).cpu()
+            diag = apply(eye).reshape(lin.n, lin.n).diagonal().reshape(c, h, w).cpu()
             return DiagonalEstimate(diag, torch.zeros_like(diag), "exact", lin.n)
-        gen = torch.Generator().manual_seed(seed)
-        estimates = []
-        for _ in range(repeats):
-            signs = torch.randint(0, 2, (c, h, w), generator=gen).to(torch.float32) * 2 - 1
-            V = probes((c, h, w), period, signs)
-            AV = lin.jvp(V).cpu().to(torch.float64)  # (K, C, H, W)
-            estimates.append((AV * V.to(torch.float64)).sum(0))  # s_i (A v_colour(i))_i at every pixel
-    stack = torch.stack(estimates)
-    mean = stack.mean(0)
-    se = stack.std(0) / np.sqrt(repeats) if repeats > 1 else torch.full_like(mean, float("nan"))
-    return DiagonalEstimate(mean.float(), se.float(), f"coloured probing (period {period}, {repeats} sign draws)",
-                            repeats * c * period * period)
+        return probe_diagonal(apply, (c, h, w), period=period, repeats=repeats, seed=seed)
 
 
 def posterior_std(handle: ModelHandle, y: ArrayOrTensor, sigma: float | None = None, **options) -> PosteriorStd:

@@ -22,7 +22,7 @@ def png_bytes(panels: Sequence[tuple[str, np.ndarray] | tuple[str, np.ndarray, s
               columns: int | None = None) -> io.BytesIO:
     """A PNG of images side by side (wrapping after ``columns``), each titled, upscaled with square pixels.
 
-    ``panels``: (title, array) or (title, array, kind) with kind 'gray' (default) or 'diverging'.
+    ``panels``: (title, array) or (title, array, kind) with kind 'gray' (default), 'diverging' or 'magnitude'.
     """
     tiles = []
     for p in panels:

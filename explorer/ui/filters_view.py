@@ -25,67 +25,21 @@ import explorer
 from explorer import jacobian
 from explorer.metrics import psnr
 
+from .filters_docs import EXPLANATION
 from .export import downloads, npz_bytes, png_bytes
 from .models import get_handle, model_names
 from .models import sigma_arg as _sigma_arg
 from .controls import bounded_input
+from .pixels import centred_crop, marker, plot_to_pixel_index
 from .plots import LiveImage, gray_image
 from .sources import ImageSource
 from .tasks import LatestTask
 from .text import alert, explanation, fmt_number, notify, show_alert
 from .toolview import ToolView
+from .uncertainty import UNCERTAINTY_TEXT, UncertaintyRow, uncertainty
 
 MAX_MODELS = 3
-MARKER_COLOR = "#19d219"
 CROP_COLOR = "#333333"
-
-EXPLANATION = r"""
-A denoiser maps a noisy image \\(y = x + \sigma z\\) to an estimate \\(\hat x(y)\\). Near \\(y\\) it is linear,
-\\(\hat x(y + \delta) \approx \hat x(y) + A\delta\\) with the Jacobian \\(A = \partial \hat x / \partial y\\), and a
-**bias-free** network (no additive constants) is *exactly* linear along rays, so
-
-$$\hat x(y) = A_y y, \qquad \hat x_i(y) = \sum_j A_{ij} y_j = \langle a_i, y\rangle .$$
-
-Row \\(a_i\\) of \\(A\\) is the **adaptive filter** that computes pixel \\(i\\): a weighted average of the noisy
-pixels. Click a pixel of the noisy image (or of a denoised image) to see it for each denoiser. Large \\(\sigma\\)
-gives wide filters (heavy averaging), small \\(\sigma\\) narrow ones; near an edge or a line the filter follows the
-structure instead of averaging across it, while Gaussian smoothing uses the same filter everywhere.
-The **row sum** \\(\sum_j A_{ij}\\) is the filter's gain on a constant image (≈ 1: the local mean is kept); for a
-bias-free network \\(\langle a_i, y\rangle\\) equals \\(\hat x_i\\). The noise level is estimated from the residual,
-\\(\hat\sigma = \lVert y - \hat x(y)\rVert / \sqrt{N}\\).
-
-**Classical denoisers at a fixed σ.** Gaussian smoothing, the Wiener filter and Haar shrinkage estimate the noise
-level blindly; their filter is the derivative with that estimate \\(\hat\sigma(y)\\) **held constant** (a fixed σ):
-the filter the method applies at this noise level (for Gaussian smoothing its Gaussian kernel, largest at the pixel).
-
-(Mohan, Kadkhodaie, Simoncelli & Fernandez-Granda, *Robust and interpretable blind image denoising
-via bias-free convolutional neural networks*, ICLR 2020.)
-"""
-
-
-# ------------------------------------------------------------------------------------------ helpers
-def plot_to_pixel_index(x: float, y: float, shape: tuple[int, int]) -> tuple[int, int]:
-    """A click at plot point (x, y) on an image with bounds (0, 0, W, H), row 0 on top → pixel (row, col)."""
-    h, w = int(shape[0]), int(shape[1])
-    col = int(np.clip(np.floor(x), 0, w - 1))
-    row = int(np.clip(np.floor(h - y), 0, h - 1))
-    return row, col
-
-
-def pixel_centre(pixel: tuple[int, int], shape: tuple[int, int]) -> tuple[float, float]:
-    """Plot coordinates of the centre of pixel (row, col)."""
-    return pixel[1] + 0.5, shape[0] - pixel[0] - 0.5
-
-
-def centred_crop(a: np.ndarray, pixel: tuple[int, int], half: int) -> np.ndarray:
-    """The (2·half + 1)² window of ``a`` centred on ``pixel``; outside the image is NaN."""
-    h, w = a.shape
-    i, j = pixel
-    out = np.full((2 * half + 1, 2 * half + 1), np.nan, dtype=np.float32)
-    i0, i1, j0, j1 = max(i - half, 0), min(i + half + 1, h), max(j - half, 0), min(j + half + 1, w)
-    out[i0 - (i - half): i1 - (i - half), j0 - (j - half): j1 - (j - half)] = a[i0:i1, j0:j1]
-    return out
-
 
 def default_models() -> list[str]:
     """The default (bias-free) model, a CNN with biases trained on the same data if the catalog has one, and
@@ -105,12 +59,6 @@ def default_models() -> list[str]:
     if gauss in names and gauss not in chosen:
         chosen.append(gauss)
     return chosen[:MAX_MODELS]
-
-
-def marker(pixel: tuple[int, int], shape: tuple[int, int], color: str = MARKER_COLOR) -> hv.Points:
-    x, y = pixel_centre(pixel, shape)
-    return hv.Points([(x, y)], kdims=["x", "y"]).opts(marker="circle", size=13, fill_alpha=0, line_color=color,
-                                                      line_width=2.5, tools=[])
 
 
 def zoom_title(n: int) -> str:
@@ -140,6 +88,7 @@ class FiltersView(ToolView):
     col = param.Integer(default=0, bounds=(0, None), doc="Column j of the selected pixel (0 = left)")
     crop = param.Integer(default=7, bounds=(2, 24), doc="Half-width of the zoomed filter (pixels)")
     models = param.ListSelector(default=[], objects=[], doc="Denoisers compared (up to three)")
+    posterior = param.Boolean(default=True, doc="Also show each denoiser's posterior std √(σ²Aᵢᵢ) beside its actual error")
 
     def __init__(self, models: list[str] | None = None, image_source: ImageSource | None = None, **params: Any):
         names = model_names()
@@ -154,6 +103,7 @@ class FiltersView(ToolView):
         self.errors: dict[str, str] = {}
         self.last_click_seconds = 0.0
         self._denoise_cache: dict[tuple[str, int], tuple[np.ndarray, float]] = {}
+        self._posterior_cache: dict[tuple[str, int], dict[str, Any]] = {}
         self._noisy_id = 0
         self.task = LatestTask(self._compute, self._render, self._on_error, name="filters")
         self.alert_pane = alert()
@@ -202,9 +152,11 @@ class FiltersView(ToolView):
     @property
     def filters(self) -> Mapping[str, SimpleNamespace]:
         """Each denoiser's column as shown, by name (read-only snapshot): ``filter`` (aᵢ), ``crop`` (its zoom),
-        ``marker_pixel`` (circled on aᵢ), ``text`` (row sum etc., or why it failed), ``tap`` (its x̂ image's Tap)."""
+        ``marker_pixel`` (circled on aᵢ), ``text`` (row sum etc., or why it failed), ``tap`` (its x̂ image's Tap),
+        ``posterior`` (its uncertainty row as shown: ``std``, ``error``, ``text``; None when turned off)."""
         return MappingProxyType({n: SimpleNamespace(filter=s["full"].array, crop=s["crop"].array, text=s["text"].object,
-                                                    marker_pixel=s["full"].marker_pixel, tap=s["tap"])
+                                                    marker_pixel=s["full"].marker_pixel, tap=s["tap"],
+                                                    posterior=s["posterior"].shown if "posterior" in s else None)
                                  for n, s in self._slots.items()})
 
     def _new_image(self) -> None:
@@ -223,6 +175,7 @@ class FiltersView(ToolView):
         self.noisy = (self.clean + np.float32(self.sigma) * z).astype(np.float32)
         self._noisy_id += 1
         self._denoise_cache.clear()
+        self._posterior_cache.clear()
         self._noisy_pipe.send(self.noisy)
         self._submit()
 
@@ -230,7 +183,7 @@ class FiltersView(ToolView):
     def _pixel_changed(self) -> None:
         self._submit()
 
-    @param.depends("models", watch=True)
+    @param.depends("models", "posterior", watch=True)
     def _models_changed(self) -> None:
         if len(self.models) > MAX_MODELS:
             self.models = list(self.models[:MAX_MODELS])
@@ -251,7 +204,7 @@ class FiltersView(ToolView):
         self._status.object = "Computing the filters…"
         self.task.submit(dict(noisy=self.noisy, noisy_id=self._noisy_id, pixel=self.pixel, crop=int(self.crop),
                               models=list(self.models), sigma=float(self.sigma), clean=self.clean,
-                              t0=time.perf_counter()))
+                              posterior=bool(self.posterior), t0=time.perf_counter()))
 
     def _compute(self, req: dict[str, Any], stop: threading.Event, publish: Callable[[Any], None]) -> None:
         y, pixel = req["noisy"], req["pixel"]
@@ -280,6 +233,26 @@ class FiltersView(ToolView):
                 psnr=psnr(den, req["clean"]), blind=bool(getattr(handle, "blind", True)),
                 bias_free=bool(getattr(handle, "bias_free", False)), classical=name.startswith("classical:"))
         publish(dict(req=req, results=out, errors=errors, seconds=time.perf_counter() - req["t0"]))
+        if req["posterior"]:
+            self._posterior_maps(req, out, stop, publish)
+
+    def _posterior_maps(self, req: dict[str, Any], out: dict[str, dict[str, Any]], stop: threading.Event,
+                        publish: Callable[[Any], None]) -> None:
+        """After the filters, each denoiser's posterior std map (once per noisy image), published one by one."""
+        for name, r in out.items():
+            if stop.is_set():
+                return
+            key = (name, req["noisy_id"])
+            if key not in self._posterior_cache:
+                try:
+                    if req["sigma"] <= 0:
+                        raise ValueError("σ = 0: the image is clean, the posterior has no spread")
+                    handle = get_handle(name)
+                    self._posterior_cache[key] = uncertainty(handle, req["noisy"], req["sigma"], _sigma_arg(handle, req["sigma"]),
+                                                             r["denoised"], req["clean"])
+                except Exception as e:  # e.g. a denoiser autograd cannot open
+                    self._posterior_cache[key] = dict(failed=f"{type(e).__name__}: {e}")
+            publish(dict(posterior=name, result=self._posterior_cache[key]))
 
     def _on_error(self, e: BaseException) -> None:
         show_alert(self.alert_pane, f"The filters could not be computed: {type(e).__name__}: {e}")
@@ -312,13 +285,23 @@ class FiltersView(ToolView):
             tap.add_subscriber(self._on_tap)
             s["tap"] = tap
             title = pn.pane.Markdown(f"#### {name}", margin=(0, 10))
-            cols.append(pn.Column(title, pn.pane.HoloViews(den_dm, linked_axes=False, margin=0), s["full"], s["crop"],
-                                  s["text"], width=262, margin=(0, 3)))
+            parts = [title, pn.pane.HoloViews(den_dm, linked_axes=False, margin=0), s["full"], s["crop"], s["text"]]
+            if self.posterior:
+                s["posterior"] = UncertaintyRow((h, w))
+                parts.append(s["posterior"].layout)
+            cols.append(pn.Column(*parts, width=262, margin=(0, 3)))
             slots[name] = s
         self._slots = slots
         self.columns[:] = cols
 
     def _render(self, payload: dict[str, Any]) -> None:
+        if "posterior" in payload:
+            name, u = payload["posterior"], payload["result"]
+            if name in self._slots and "posterior" in self._slots[name] and name in self.results:
+                self.results[name]["posterior"] = u
+                row = self._slots[name]["posterior"]
+                row.show_message(f"⚠️ no posterior map: {u['failed']}") if "failed" in u else row.show(u)
+            return
         req, results, errors = payload["req"], payload["results"], payload["errors"]
         self.results, self.errors = results, errors
         shape = req["noisy"].shape
@@ -369,10 +352,15 @@ class FiltersView(ToolView):
         for k, (name, r) in enumerate(self.results.items()):
             for key in ("denoised", "filter", "crop"):
                 arrays[f"model{k}_{key}"] = r[key]
+            post = r.get("posterior") or {}
+            if "std" in post:
+                arrays[f"model{k}_posterior_std"] = post["std"]
+        numbers = {n: {k: r[k] for k in ("row_sum", "sigma_hat", "xhat_i", "inner", "psnr")} for n, r in self.results.items()}
+        for n, r in self.results.items():
+            if "calibration" in (r.get("posterior") or {}):
+                numbers[n]["posterior_within"] = {f"{k:g} std": v for k, v in (r["posterior"]["calibration"] or {}).items()}
         params = dict(sigma=self.sigma, seed=self.seed, pixel=self.pixel, crop=self.crop, image=self.source.label,
-                      models=list(self.results),
-                      numbers={n: {k: r[k] for k in ("row_sum", "sigma_hat", "xhat_i", "inner", "psnr")}
-                               for n, r in self.results.items()})
+                      models=list(self.results), numbers=numbers)
         return npz_bytes(arrays, params)
 
     def basename(self) -> str:
@@ -388,7 +376,8 @@ class FiltersView(ToolView):
             pn.widgets.FloatSlider.from_param(self.param.sigma, name="σ (noise std, [0,1] units)", format="0.000", **w),
             bounded_input(self, "seed", "Noise seed", **w),
             pn.pane.Markdown("**Pixel** (or click an image)", margin=(10, 10, 0, 10)), self.pixel_inputs,
-            pn.widgets.IntSlider.from_param(self.param.crop, name="Zoom half-width (pixels)", **w), **w)
+            pn.widgets.IntSlider.from_param(self.param.crop, name="Zoom half-width (pixels)", **w),
+            pn.widgets.Checkbox.from_param(self.param.posterior, name="Posterior std map √(σ²Aᵢᵢ) and actual error"), **w)
 
     def main(self) -> pn.Column:
         self.task.bind()
@@ -396,5 +385,5 @@ class FiltersView(ToolView):
             self.alert_pane, pn.Row(pn.Column(self._noisy_pane, self._pixel_text, self._status, width=275, margin=0),
                                     self.columns, sizing_mode="stretch_width"),
             downloads(self.png, self.npz, self.basename),
-            explanation(EXPLANATION, title="Adaptive filters: the rows of the Jacobian"),
+            explanation(EXPLANATION + UNCERTAINTY_TEXT, title="Adaptive filters: the rows of the Jacobian"),
             sizing_mode="stretch_width")

@@ -5,8 +5,9 @@
   centred on 0; square pixels, no axis clutter.
 - :class:`LiveImage` — the same look drawn with a bare bokeh figure whose pixels are swapped in place
   (for many updates per second).
-- :func:`diverging_palette`, :func:`to_rgb` — the RdBu_r colours as a bokeh palette, and an array as
-  uint8 RGB (for PNG downloads).
+- :func:`diverging_palette`, :func:`magnitude_palette`, :func:`to_rgb` — the RdBu_r colours and the
+  sequential map of non-negative magnitudes (standard deviations, errors) as bokeh palettes, and an
+  array as uint8 RGB (for PNG downloads).
 - :data:`CHAIN_COLORS`, :data:`PLOT_PERIOD` — the colours of sampler chains and how often their σ_t / h_t
   plots refresh while playing (shared by the sampler and the inverse-problem tools; the predicted length
   of a run is :func:`explorer.sampling.predicted_steps`).
@@ -70,14 +71,23 @@ def diverging_image(array: np.ndarray, title: str = "", size: int = IMAGE_SIZE_P
 
 
 # ------------------------------------------------------------------------------------------ colours
+_MAGNITUDE = np.array([(68, 1, 84), (72, 40, 120), (62, 74, 137), (49, 104, 142), (38, 130, 142), (31, 158, 137),
+                       (53, 183, 121), (110, 206, 88), (181, 222, 43), (253, 231, 37)], dtype=np.float64)  # viridis anchors
 _RDBU = np.array([(5, 48, 97), (33, 102, 172), (67, 147, 195), (146, 197, 222), (209, 229, 240), (247, 247, 247),
                   (253, 219, 199), (244, 165, 130), (214, 96, 77), (178, 24, 43), (103, 0, 31)], dtype=np.float64)
 
 
-def to_rgb(array: np.ndarray, kind: str = "gray") -> np.ndarray:
-    """uint8 (H, W, 3) of an image: 'gray' clipped to [0, 1], 'diverging' RdBu_r at ±max|v|, 'mask' bool."""
+def to_rgb(array: np.ndarray, kind: str = "gray", vmax: float | None = None) -> np.ndarray:
+    """uint8 (H, W, 3) of an image: 'gray' clipped to [0, 1], 'diverging' RdBu_r at ±max|v|, 'magnitude'
+    (non-negative values) in the sequential map on [0, vmax] (default max v)."""
     a = np.asarray(array, dtype=np.float64)
-    if kind == "diverging":
+    if kind == "magnitude":
+        top = float(np.nanmax(a)) if vmax is None and a.size else float(vmax or 0.0)
+        u = np.clip(np.nan_to_num(a) / (top if top > 0 else 1.0), 0, 1) * (len(_MAGNITUDE) - 1)
+        lo = np.clip(np.floor(u).astype(int), 0, len(_MAGNITUDE) - 2)
+        frac = (u - lo)[..., None]
+        rgb = _MAGNITUDE[lo] * (1 - frac) + _MAGNITUDE[lo + 1] * frac
+    elif kind == "diverging":
         m = np.nanmax(np.abs(a)) if a.size else 1.0
         u = (np.nan_to_num(a) / (m if m > 0 else 1.0) + 1) / 2 * (len(_RDBU) - 1)
         lo = np.clip(np.floor(u).astype(int), 0, len(_RDBU) - 2)
@@ -90,18 +100,27 @@ def to_rgb(array: np.ndarray, kind: str = "gray") -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ live images
-def diverging_palette(n: int = 256) -> list[str]:
-    """RdBu_r (blue negative, white 0, red positive) with ``n`` colours, interpolated from ColorBrewer's RdBu11."""
-    at = np.linspace(0, len(_RDBU) - 1, n)
-    channels = [np.interp(at, np.arange(len(_RDBU)), _RDBU[:, k]) for k in range(3)]
+def _palette(anchors: np.ndarray, n: int) -> list[str]:
+    at = np.linspace(0, len(anchors) - 1, n)
+    channels = [np.interp(at, np.arange(len(anchors)), anchors[:, k]) for k in range(3)]
     return ["#%02x%02x%02x" % tuple(int(round(v[i])) for v in channels) for i in range(n)]
 
 
+def diverging_palette(n: int = 256) -> list[str]:
+    """RdBu_r (blue negative, white 0, red positive) with ``n`` colours, interpolated from ColorBrewer's RdBu11."""
+    return _palette(_RDBU, n)
+
+
+def magnitude_palette(n: int = 256) -> list[str]:
+    """The sequential map of non-negative magnitudes (dark purple 0 → yellow max, viridis-like), ``n`` colours."""
+    return _palette(_MAGNITUDE, n)
+
+
 class LiveImage(pn.viewable.Viewer):
-    """A gray (or diverging) image pane for live updates: ``update(array)`` only swaps the pixel data.
+    """A gray (or diverging, or magnitude) image pane for live updates: ``update(array)`` only swaps the pixel data.
 
     Same look as :func:`gray_image` / :func:`diverging_image` (fixed clim [0, 1], or symmetric ±max|v|
-    for ``kind="diverging"``; square pixels, no axes), but drawn with a bare bokeh figure whose data
+    for ``kind="diverging"``, or [0, vmax] for ``kind="magnitude"``; square pixels, no axes), but drawn with a bare bokeh figure whose data
     source is replaced in place, so an update costs microseconds of Python instead of a HoloViews
     re-render (what a sampler showing many steps per second, or a click-to-filter, needs). A new
     shape re-frames the figure. ``show_marker`` circles a pixel and ``show_box`` outlines a square
@@ -120,7 +139,7 @@ class LiveImage(pn.viewable.Viewer):
         fw, fh = _frame((h, w), size)
         self.shape = (h, w)
         self.size = size
-        palette = diverging_palette() if kind == "diverging" else gray(256)
+        palette = {"diverging": diverging_palette(), "magnitude": magnitude_palette()}.get(kind) or gray(256)
         lo, hi = clim if clim is not None else ((-1.0, 1.0) if kind == "diverging" else (0.0, 1.0))
         self.mapper = LinearColorMapper(palette=palette, low=lo, high=hi, nan_color=nan_color)
         self.source = ColumnDataSource(dict(image=[np.full((h, w), np.nan, np.float32)]))
@@ -161,8 +180,8 @@ class LiveImage(pn.viewable.Viewer):
         self._glyph.glyph.update(dw=w, dh=h)
         self.shape = shape
 
-    def update(self, array: np.ndarray) -> None:
-        """Show a new (H, W) array (row 0 at the top)."""
+    def update(self, array: np.ndarray, vmax: float | None = None) -> None:
+        """Show a new (H, W) array (row 0 at the top); ``vmax`` is the top of a magnitude map (default max)."""
         a = np.asarray(array, dtype=np.float32)
         if a.ndim != 2:
             raise ValueError(f"expected an (H, W) image, got shape {a.shape}")
@@ -172,6 +191,9 @@ class LiveImage(pn.viewable.Viewer):
             m = float(np.nanmax(np.abs(a))) if a.size and not np.isnan(a).all() else 1.0
             m = m if np.isfinite(m) and m > 0 else 1.0
             self.mapper.update(low=-m, high=m)
+        elif self.kind == "magnitude":
+            m = float(np.nanmax(a)) if vmax is None and a.size and not np.isnan(a).all() else float(vmax or 0.0)
+            self.mapper.update(low=0.0, high=m if np.isfinite(m) and m > 0 else 1.0)
         self.source.data = dict(image=[np.ascontiguousarray(a[::-1])])  # bokeh draws row 0 at the bottom
 
     def show_marker(self, pixel: tuple[int, int]) -> None:

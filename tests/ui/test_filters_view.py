@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from explorer import jacobian
-from explorer.ui.filters_view import FiltersView, centred_crop, pixel_centre, plot_to_pixel_index
+from explorer.ui.filters_view import FiltersView
+from explorer.ui.pixels import centred_crop, pixel_centre, plot_to_pixel_index
 from explorer.ui.models import get_handle
 from explorer.ui.sources import ImageSource
 
@@ -181,3 +182,63 @@ def test_pixel_fields_state_their_range_and_clamp(view):
     view.source.size = 16
     row, col = view.pixel_inputs
     assert "(0–15)" in row.name
+
+
+# ------------------------------------------------------------------ posterior uncertainty (issue #20)
+@pytest.fixture(scope="module")
+def gaussian_prior_32():
+    """N(μ, Σ) on 32×32 images (squared-exponential Σ, length 1 pixel): its posterior std is known in closed form."""
+    import torch
+
+    from explorer import ModelHandle
+    from explorer.denoisers.exact import GaussianPriorDenoiser
+    from explorer.ui.models import register_handle
+
+    n = 32
+    yy, xx = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    p = np.stack([yy.ravel(), xx.ravel()], 1)
+    cov = 0.04 * np.exp(-((p[:, None] - p[None]) ** 2).sum(-1) / 2.0) + 1e-4 * np.eye(n * n)
+    mean = np.full((n, n), 0.5)
+    handle = ModelHandle(GaussianPriorDenoiser(torch.tensor(mean, dtype=torch.float32), cov), device="cpu", name="gauss-prior-32")
+    register_handle("gauss-prior-32", handle)
+    return "gauss-prior-32", mean, cov
+
+
+def test_the_posterior_map_is_the_closed_form_and_calibrated_on_the_gaussian_prior(gaussian_prior_32):
+    name, mean, cov = gaussian_prior_32
+    sigma = 0.1
+    view = FiltersView(models=[name], image_source=ImageSource(sizes=[32], size=32), sigma=sigma)
+    x = np.random.default_rng(3).multivariate_normal(mean.ravel(), cov).reshape(32, 32).astype(np.float32)
+    view.source.image = x  # a draw from the prior: its errors follow the posterior exactly
+    post = view.results[name]["posterior"]
+    expected = np.sqrt(np.diag(cov - cov @ np.linalg.solve(cov + sigma**2 * np.eye(len(cov)), cov))).reshape(32, 32)
+    rel = np.abs(post["std"] - expected) / expected
+    assert np.median(rel) < 0.05
+    np.testing.assert_allclose(post["error"], np.abs(view.results[name]["denoised"] - x), atol=1e-6)
+    # x̂ − x ~ N(0, posterior covariance): the fractions within 1 and 2 std are the Gaussian ones
+    assert abs(post["calibration"][1.0] - 0.683) < 0.06 and abs(post["calibration"][2.0] - 0.954) < 0.03
+    shown = view.filters[name].posterior
+    np.testing.assert_allclose(shown.std, post["std"], rtol=1e-6)
+    np.testing.assert_allclose(shown.error, post["error"], rtol=1e-6)
+    assert "within 1σ" in shown.text and "0.683" in shown.text
+    data = np.load(io.BytesIO(view.npz().getvalue()), allow_pickle=False)
+    np.testing.assert_allclose(data["model0_posterior_std"], post["std"])
+
+
+def test_the_posterior_map_is_cached_per_noisy_image_and_can_be_turned_off(view):
+    first = {n: r["posterior"] for n, r in view.results.items()}
+    assert all("std" in p for p in first.values())
+    tap(view, (3, 4))  # a click does not recompute the maps
+    assert all(view.results[n]["posterior"] is first[n] for n in first)
+    view.seed = 5  # new noise: new maps
+    assert all(view.results[n]["posterior"] is not first[n] for n in first)
+    view.posterior = False
+    assert all(f.posterior is None for f in view.filters.values())
+    view.sigma = 0.2
+    assert all("posterior" not in r for r in view.results.values())
+
+
+def test_at_sigma_zero_the_posterior_row_says_why_it_is_empty(tiny_handle):
+    v = FiltersView(models=["tiny-test"], image_source=ImageSource(sizes=[32], size=32), sigma=0.0)
+    assert "failed" in v.results["tiny-test"]["posterior"]
+    assert "σ = 0" in v.filters["tiny-test"].posterior.text
