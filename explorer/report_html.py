@@ -11,12 +11,11 @@ import base64
 import html
 import io
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .report import Report
+Report = Any  # an explorer.report.Report (not imported: report's command line imports this module)
 
 FLAG_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "note": "#6e7781"}
 
