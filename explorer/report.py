@@ -46,9 +46,11 @@ class Report:
     curves: dict[str, dict[str, Any]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    measured_by: dict[str, str] = field(default_factory=dict)  # line key → the measurement (``--only``) that made it
 
     def command(self, key: str) -> str:
-        return f"python -m explorer.report {self.model} --only {key}"
+        """The command that regenerates line ``key``."""
+        return f"python -m explorer.report {self.model} --only {self.measured_by.get(key, key)}"
 
     def as_card_entry(self) -> dict[str, Any]:
         """The lines as JSON (what ``--write-card`` stores)."""
@@ -140,6 +142,7 @@ def measure(handle: ModelHandle, card: dict[str, Any], model: str, only: Sequenc
             measured = Measured([Property(key, key.replace("_", " "), float("nan"), "—", "note",
                                           f"could not be measured: {type(e).__name__}: {e}")])
         report.lines += measured.lines
+        report.measured_by.update({p.key: key for p in measured.lines})
         if measured.curve:
             report.curves[key] = measured.curve
         report.seconds = time.perf_counter() - start

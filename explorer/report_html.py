@@ -101,13 +101,19 @@ def _value(p: Any) -> str:
     return "—" if not np.isfinite(p.value) else f"{p.value:.4g}" + (f" {p.unit}" if p.unit else "")
 
 
-def render_html(report: Report, card: dict[str, Any] | None = None) -> str:
-    """The whole report as an HTML string with no external resources."""
-    card = card or {}
+def lines_table(report: Report) -> str:
+    """The lines as an HTML table: property, value, ideal, flag, detail, the command that regenerates it."""
     rows = "\n".join(
         f"<tr><td>{html.escape(p.title)}</td><td class=num>{html.escape(_value(p))}</td><td>{html.escape(p.ideal)}</td>"
         f"<td><b style='color:{FLAG_COLOURS.get(p.flag, '#000')}'>{p.flag}</b></td><td>{html.escape(p.detail)}</td>"
         f"<td><code>{html.escape(report.command(p.key))}</code></td></tr>" for p in report.lines)
+    return (f"<table class='report'><tr><th>property</th><th>value</th><th>ideal</th><th>flag</th><th>detail</th>"
+            f"<th>regenerate with</th></tr>\n{rows}\n</table>")
+
+
+def render_html(report: Report, card: dict[str, Any] | None = None) -> str:
+    """The whole report as an HTML string with no external resources."""
+    card = card or {}
     plots = "\n".join(f"<figure><img alt='{html.escape(k)}' src='data:image/png;base64,{base64.b64encode(v).decode()}'></figure>"
                       for k, v in figures(report).items())
     trained = report.settings.get("training_range")
@@ -129,9 +135,7 @@ figure {{ display: inline-block; margin: 0.5em; }}
 <h1>Property report: {html.escape(report.model)}</h1>
 <p>{html.escape(' · '.join(about))}</p>
 <p><small>{settings}</small></p>
-<table><tr><th>property</th><th>value</th><th>ideal</th><th>flag</th><th>detail</th><th>regenerate with</th></tr>
-{rows}
-</table>
+{lines_table(report)}
 <h2>Plots</h2>
 {plots}
 <p><small>Made by Denoiser Explorer's <code>python -m explorer.report</code>. Ideals: a least-squares, bias-free

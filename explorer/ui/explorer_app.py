@@ -70,6 +70,10 @@ TOOLS: tuple[Tool, ...] = (
          "Two denoisers trained on disjoint sets of N digits, sampled from the same noise: for small N each "
          "returns a digit of its own training set, for large N both return the same new digit "
          "(Kadkhodaie, Guth, Simoncelli & Mallat, ICLR 2024)."),
+    Tool("report", "Property report", "explorer.ui.report_view", "ReportView",
+         "Measure what any denoiser is: homogeneity, J(y)y = x̂(y), Jacobian symmetry, effective dimension against "
+         "σ, PSNR beyond the training range, blind σ̂, sampler convergence and posterior calibration, each against "
+         "its ideal, in one self-contained HTML report."),
 )
 
 
@@ -83,6 +87,7 @@ THUMBNAIL_CROPS: dict[str, tuple[int, int, int, int]] = {
     "energy": (345, 160, 1440, 560),
     "toy2d": (345, 60, 1500, 520),
     "generalization": (355, 70, 1500, 430),
+    "report": (345, 60, 1500, 620),
 }
 CARD_WIDTH = 540  # two cards a row beside the sidebar on a 1500-px window, one on a narrow one
 THUMBNAIL_WIDTH = CARD_WIDTH - 30

@@ -121,3 +121,18 @@ def test_generalization_app_runs_a_seed_on_the_shipped_pairs(served_app, browser
     assert page.locator("text=cos(x_A, x_B) =").count()
     save_screenshot(page, "generalization", 1300, settle_ms=1500)
     assert_clean(page, served_app.logs())
+
+
+def test_report_app_measures_the_default_model_line_by_line(served_app, browser_page):
+    """The Property report page: Run measures every line of the default model and draws the plots."""
+    url = served_app("apps/report.py")
+    page = browser_page
+    page.goto(url, timeout=180_000)
+    page.get_by_role("button", name="▶ Run the report").click()
+    page.wait_for_selector("text=/9 of 9 measurements/", timeout=240_000)
+    page.locator("img[src^='data:image/png']").nth(3).wait_for(timeout=60_000)  # the plots (CSS locators pierce shadow roots)
+    table_rows = page.locator("table.report tr")
+    assert table_rows.count() >= 10  # the header and a row per line
+    assert page.locator("text=python -m explorer.report bf-natural-gray --only homogeneity").count()
+    save_screenshot(page, "report", 1500, settle_ms=1500)
+    assert_clean(page, served_app.logs())
