@@ -1,7 +1,7 @@
 """Denoising benchmark: mean PSNR / SSIM of denoisers on a folder of images at fixed noise levels.
 
 ``python -m explorer.evaluate MODEL [MODEL ...] --data DIR --sigma 15,25,50 [--scale 255|1] [--seed 0]
-[--bm3d] [--classical] [--json OUT] [--limit N] [--write-card]``
+[--bm3d] [--classical] [--arc] [--json OUT] [--limit N] [--write-card]``
 
 Protocol (that of the lab's papers): for image x_i (in [0, 1]) and level σ, one noise draw
 y = x_i + σ z, z ~ N(0, I), from a generator seeded by (seed, i, σ) — so every model sees the
@@ -12,8 +12,10 @@ averaged over the images. Blind models get no σ; non-blind ones get the true σ
 
 MODEL is a catalog name, a ``.safetensors``/``.json`` path, or a lab ``.pt`` file (imported in
 memory by :func:`explorer.convert.import_legacy`). ``--bm3d`` adds BM3D (Dabov et al. 2007, the
-``bm3d`` package, given the true σ); ``--classical`` adds the Gaussian, Wiener and Haar-shrinkage
-filters of :mod:`explorer.denoisers.classical` (blind: they estimate σ themselves).
+``bm3d`` package, :class:`explorer.denoisers.BM3D`, given the true σ); ``--classical`` adds the
+Gaussian, Wiener and Haar-shrinkage filters of :mod:`explorer.denoisers.classical`, ``--arc`` the
+classical arc of issue #19 at its fitted σ rules (Tikhonov, Perona–Malik, total variation, bilateral,
+non-local means, wavelet shrinkage; :func:`arc`); all of these are blind and estimate σ themselves.
 ``--data`` is a folder or a built-in set made on demand (:mod:`explorer.data.testsets`: ``mnist``,
 the 500 held-out digits; ``discs``, ``calpha``, ``dead-leaves``, 100 seeded synthetic images unless
 ``--limit``). ``--write-card`` stores the results, with the command that made them, into each model
@@ -38,15 +40,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from . import runner as runners
 from .checkpoints import CheckpointError
 from .data.files import ImageFileError, list_images
 from .data.testsets import builtin_set, is_builtin_set
-from .denoisers import Denoiser, GaussianSmoothing, HaarShrinkage, WienerFilter
-from .denoisers.base import SigmaLike
+from .denoisers import (BM3D, BilateralFilter, Denoiser, GaussianSmoothing, HaarShrinkage, NonLocalMeans,
+                        PeronaMalik, TikhonovGradient, TotalVariation, WaveletShrinkage, WienerFilter)
 from .handle import ModelHandle
 from .imagesets import Failures, ImageRef, each_image, image_name, noisy_image, open_model, portable, read_image  # noqa: F401
 from .metrics import psnr, ssim
@@ -132,6 +133,7 @@ class Lineup:
     models: tuple[str, ...] = ()
     bm3d: bool = False
     classical: bool = False
+    classical_arc: bool = False
 
     def open(self) -> list[ModelHandle]:
         """The named models (:func:`open_model`) followed by the requested baselines, all of one channel count."""
@@ -139,9 +141,9 @@ class Lineup:
         channels = {h.channels for h in handles} or {1}
         if len(channels) > 1:
             raise EvaluationError(f"models take different channel counts {sorted(channels)}; evaluate them separately")
-        handles += baselines(self.bm3d, self.classical, channels.pop())
+        handles += baselines(self.bm3d, self.classical, channels.pop(), self.classical_arc)
         if not handles:
-            raise EvaluationError("no model to evaluate: name one or pass --bm3d / --classical")
+            raise EvaluationError("no model to evaluate: name one or pass --bm3d / --classical / --arc")
         return handles
 
 
@@ -187,42 +189,27 @@ def benchmark(
     return Benchmark(mean_scores([scores[i] for i in sorted(scores)]), len(scores), failures)
 
 
-class BM3D(Denoiser):
-    """BM3D (Dabov et al. 2007) through the ``bm3d`` package; non-blind (needs σ), not differentiable."""
-
-    blind = False
-    bias_free = False
-
-    def __init__(self, channels: int = 1):
-        super().__init__()
-        try:
-            import bm3d
-        except ImportError:
-            raise EvaluationError("BM3D needs the optional package bm3d: pip install 'denoiser-explorer[bm3d]'") from None
-        self._bm3d = bm3d
-        self.channels = channels
-        self.config = dict(channels=channels)
-
-    def forward(self, y: torch.Tensor, sigma: SigmaLike = None) -> torch.Tensor:
-        s = self._require_sigma(y, sigma).flatten().tolist()
-        out = []
-        for img, si in zip(y.detach().cpu().double().numpy(), s):
-            if img.shape[0] == 1:
-                out.append(self._bm3d.bm3d(img[0], sigma_psd=si)[None])
-            else:
-                out.append(np.moveaxis(self._bm3d.bm3d_rgb(np.moveaxis(img, 0, -1), sigma_psd=si), -1, 0))
-        return torch.as_tensor(np.stack(out), dtype=y.dtype, device=y.device)
+def arc(channels: int) -> list[tuple[str, Denoiser]]:
+    """The classical arc of issue #19 at its fitted σ rules, Tikhonov to wavelet shrinkage (blind: σ̂)."""
+    return [("tikhonov", TikhonovGradient(channels=channels)), ("perona-malik", PeronaMalik(channels=channels)),
+            ("total-variation", TotalVariation(channels=channels)), ("bilateral", BilateralFilter(channels=channels)),
+            ("nl-means", NonLocalMeans(channels=channels)), ("wavelet", WaveletShrinkage(channels=channels))]
 
 
-def baselines(bm3d: bool, classical: bool, channels: int) -> list[ModelHandle]:
+def baselines(bm3d: bool, classical: bool, channels: int, classical_arc: bool = False) -> list[ModelHandle]:
     """The optional reference denoisers of the CLI flags."""
     out = []
     if bm3d:
-        out.append(ModelHandle(BM3D(channels), device="cpu", name="BM3D"))
+        try:
+            out.append(ModelHandle(BM3D(channels), device="cpu", name="BM3D"))
+        except ImportError as e:
+            raise EvaluationError(str(e)) from None
     if classical:
         for name, model in [("gaussian", GaussianSmoothing(channels=channels)), ("wiener", WienerFilter(channels=channels)),
                             ("haar", HaarShrinkage(channels=channels))]:
             out.append(ModelHandle(model, name=name))
+    if classical_arc:
+        out += [ModelHandle(model, name=name) for name, model in arc(channels)]
     return out
 
 
@@ -286,7 +273,7 @@ def command_line(argv: Sequence[str]) -> str:
 
 
 def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    lineup = Lineup(tuple(args.models), args.bm3d, args.classical)
+    lineup = Lineup(tuple(args.models), args.bm3d, args.classical, args.arc)
     handles = lineup.open()
     dataset, files = benchmark_images(args.data, args.limit)
     sigmas = [s / args.scale for s in args.sigma]
@@ -323,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bm3d", action="store_true", help="add BM3D (needs the bm3d package)")
     parser.add_argument("--classical", action="store_true", help="add Gaussian, Wiener and Haar-shrinkage baselines")
+    parser.add_argument("--arc", action="store_true",
+                        help="add the classical arc: Tikhonov, Perona–Malik, total variation, bilateral, non-local means, wavelets")
     parser.add_argument("--json", type=Path, help="write {model: {sigma: {psnr, ssim}}} here")
     parser.add_argument("--limit", type=int, help="use only the first N images (sorted by name)")
     parser.add_argument("--write-card", action="store_true", help="store the results in each model card's metrics")

@@ -19,10 +19,19 @@ import param
 
 import explorer
 
+#: Picker name → (class in :mod:`explorer.denoisers`, constructor arguments): the classical arc, each at its
+#: fitted σ rule. BM3D is not differentiable (``differentiable = False``): the analyses say so when asked.
 CLASSICAL: dict[str, tuple[str, dict[str, Any]]] = {
     "classical: Gaussian smoothing": ("GaussianSmoothing", {}),
     "classical: Wiener filter": ("WienerFilter", {}),
     "classical: Haar shrinkage": ("HaarShrinkage", {}),
+    "classical: Tikhonov (gradient prior)": ("TikhonovGradient", {}),
+    "classical: Perona–Malik diffusion": ("PeronaMalik", {}),
+    "classical: total variation": ("TotalVariation", {}),
+    "classical: bilateral filter": ("BilateralFilter", {}),
+    "classical: non-local means": ("NonLocalMeans", {}),
+    "classical: wavelet shrinkage (sym8, cycle spinning)": ("WaveletShrinkage", {}),
+    "classical: BM3D": ("BM3D", {}),
 }
 _EXTRA: dict[str, Any] = {}
 _CLASSICAL_HANDLES: dict[str, Any] = {}
@@ -57,10 +66,10 @@ def get_handle(name: str) -> Any:
             return _EXTRA[name]
         if name in CLASSICAL:
             if name not in _CLASSICAL_HANDLES:
-                from explorer.denoisers import classical
+                from explorer import denoisers
 
                 cls_name, kw = CLASSICAL[name]
-                model = getattr(classical, cls_name)(**kw)
+                model = getattr(denoisers, cls_name)(**kw)
                 _CLASSICAL_HANDLES[name] = explorer.ModelHandle(model, device="cpu", name=name,
                                                                 card={"name": name, "architecture": "classical"})
             return _CLASSICAL_HANDLES[name]

@@ -1,0 +1,77 @@
+"""BM3D (Dabov, Foi, Katkovnik & Egiazarian 2007) through the ``bm3d`` package: a denoiser for tables only.
+
+BM3D groups similar blocks, filters each 3-D group by hard thresholding then by Wiener filtering in
+a separable transform, and aggregates the estimates. The reference implementation is compiled code
+working on numpy arrays, so there is no Jacobian to differentiate: :class:`BM3D` denoises, and any
+request for derivatives (autograd, forward-mode dual numbers, ``torch.func`` transforms such as the
+VJPs and JVPs of :mod:`explorer.jacobian`) raises :class:`NotDifferentiableError` before BM3D runs.
+Tools can ask first: ``getattr(model, "differentiable", True)`` is False and
+``model.not_differentiable_reason`` says why, in a sentence fit for the page.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.autograd import forward_ad
+
+from .base import Denoiser, SigmaLike
+from .checks import whole
+from .classical import check_batch, noise_level
+
+
+class NotDifferentiableError(RuntimeError):
+    """A derivative of x̂(y) was asked of a denoiser that has none (``differentiable = False``)."""
+
+
+def carries_derivatives(y: Tensor) -> bool:
+    """True if y is tracked by autograd, is a forward-mode dual number, or lives inside a ``torch.func`` transform."""
+    if y.requires_grad and torch.is_grad_enabled():
+        return True
+    if forward_ad.unpack_dual(y).tangent is not None:
+        return True
+    return bool(torch._C._functorch.is_functorch_wrapped_tensor(y))
+
+
+class BM3D(Denoiser):
+    """BM3D with the true σ (``bm3d.bm3d(y, sigma_psd=σ)``; ``bm3d_rgb`` for 3 channels); not blind.
+
+    Not differentiable: ``differentiable = False``; calling it on a tensor that carries derivatives
+    raises :class:`NotDifferentiableError` with ``not_differentiable_reason``. The ``bm3d`` package is
+    optional (``pip install 'denoiser-explorer[bm3d]'``); without it the constructor raises ImportError.
+    """
+
+    blind = False
+    bias_free = False
+    differentiable = False
+    not_differentiable_reason = ("BM3D (the bm3d package) is compiled block matching and collaborative filtering on "
+                                 "numpy arrays: it has no Jacobian, so adaptive filters, singular vectors, effective "
+                                 "dimension and posterior variance cannot be computed for it; it takes part in "
+                                 "denoising tables only")
+
+    def __init__(self, channels: int = 1):
+        super().__init__()
+        try:
+            import bm3d
+        except ImportError:
+            raise ImportError("BM3D needs the optional package bm3d: pip install 'denoiser-explorer[bm3d]'") from None
+        self._bm3d: Any = bm3d
+        self.channels = whole("channels", channels)
+        if channels not in (1, 3):
+            raise ValueError(f"BM3D denoises gray (1) or RGB (3) images, got channels={channels}")
+        self.config = dict(channels=channels)
+
+    def forward(self, y: Tensor, sigma: SigmaLike = None) -> Tensor:
+        if carries_derivatives(y):
+            raise NotDifferentiableError(self.not_differentiable_reason)
+        check_batch(y)
+        s = noise_level(y, self._require_sigma(y, sigma)).flatten().tolist()
+        out = []
+        for img, si in zip(y.detach().cpu().double().numpy(), s):
+            if img.shape[0] == 1:
+                out.append(np.asarray(self._bm3d.bm3d(img[0], sigma_psd=si))[None])
+            else:
+                out.append(np.moveaxis(self._bm3d.bm3d_rgb(np.moveaxis(img, 0, -1), sigma_psd=si), -1, 0))
+        return torch.as_tensor(np.stack(out), dtype=y.dtype, device=y.device)
