@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -151,3 +151,34 @@ def calibration(error: ArrayOrTensor, std: ArrayOrTensor, multiples: tuple[float
     if e.shape != s.shape:
         raise ValueError(f"error and std must have the same number of pixels, got {e.numel()} and {s.numel()}")
     return {k: float((e <= k * s).to(torch.float64).mean()) for k in multiples}
+
+
+def null_space_projection(measurement: Any) -> Callable[[Tensor], Tensor]:
+    """P v = v − M Mᵀ v, the projection onto what the measurement x_c = Mᵀx leaves unknown ((K, C, H, W) batches)."""
+    return lambda v: v - measurement.project(v.to(torch.float32)).to(v.dtype)
+
+
+def reconstruction_std(handle: ModelHandle, y: ArrayOrTensor, sigma: float, measurement: Any, told: SigmaLike = None,
+                       **options) -> PosteriorStd:
+    """At an iterate y of Algorithm 2 with noise level σ: √(σ² diag(P A P)), P = I − MMᵀ.
+
+    The measured part of x is known (Mᵀx = x_c), so only the unmeasured directions carry uncertainty;
+    there Cov[x | y, x_c] ≈ σ² P A P (the second-order identity restricted to them). At the end of a run σ is
+    the last σ_t, so this is the uncertainty *left at that noise level*; the spread of several samples is
+    the uncertainty given the measurements alone, much larger. ``told`` is the σ the denoiser is told (as in
+    the run: None for a blind one); ``options`` go to :func:`jacobian_diagonal`.
+    """
+    diag = jacobian_diagonal(handle, y, told, projection=null_space_projection(measurement), **options)
+    return PosteriorStd((float(sigma) ** 2 * diag.diagonal.clamp_min(0)).sqrt(), float(sigma), diag)
+
+
+def map_agreement(a: ArrayOrTensor, b: ArrayOrTensor, where: ArrayOrTensor | None = None) -> tuple[float, float]:
+    """(Pearson correlation, median of a / median of b) of two maps over the pixels ``where`` (default all)."""
+    a = np.asarray(a, np.float64).ravel()
+    b = np.asarray(b, np.float64).ravel()
+    m = np.ones_like(a, bool) if where is None else np.asarray(where, bool).ravel()
+    a, b = a[m], b[m]
+    if a.size < 2 or a.std() == 0 or b.std() == 0:
+        return float("nan"), float("nan")
+    ratio = float(np.median(a) / np.median(b)) if np.median(b) > 0 else float("nan")
+    return float(np.corrcoef(a, b)[0, 1]), ratio

@@ -103,3 +103,26 @@ def test_bad_arguments_are_refused():
         jacobian_diagonal(handle, y, 0.1, method="hutch")
     with pytest.raises(ValueError, match="period and repeats"):
         jacobian_diagonal(handle, y, 0.1, period=0)
+
+
+def test_the_reconstruction_std_is_the_diagonal_of_P_A_P(gaussian):
+    from explorer import measurements as meas
+    from explorer.posterior import map_agreement, null_space_projection, reconstruction_std
+
+    handle, mean, cov, x = gaussian
+    sigma = 0.1
+    y = x + sigma * np.random.default_rng(5).standard_normal(x.shape).astype(np.float32)
+    A = cov @ np.linalg.inv(cov + sigma**2 * np.eye(64))  # the Gaussian prior's Jacobian (any y)
+    for m in (meas.RandomPixels((1, 8, 8), 0.3, seed=1), meas.RandomBasis((1, 8, 8), 0.3, seed=2)):
+        M = m.adjoint(torch.eye(m.m, dtype=torch.float32)).reshape(m.m, 64).T.double().numpy()  # N × m
+        P = np.eye(64) - M @ M.T
+        expected = np.sqrt(np.clip(sigma**2 * np.diag(P @ A @ P), 0, None)).reshape(8, 8)
+        exact = reconstruction_std(handle, y, sigma, m, told=sigma, method="exact")
+        np.testing.assert_allclose(exact.std[0].numpy(), expected, rtol=1e-4, atol=1e-7)
+        probed = reconstruction_std(handle, y, sigma, m, told=sigma, period=8, repeats=1)  # one pixel per colour: exact too
+        np.testing.assert_allclose(probed.std[0].numpy(), expected, rtol=1e-4, atol=1e-7)
+        v = torch.randn(3, 1, 8, 8)
+        Pv = null_space_projection(m)(v)
+        torch.testing.assert_close(null_space_projection(m)(Pv), Pv, atol=1e-6, rtol=1e-5)  # a projection
+    r, ratio = map_agreement(np.arange(10.0), 2 * np.arange(10.0) + 1)
+    assert abs(r - 1) < 1e-12 and abs(ratio - 4.5 / 10) < 1e-12

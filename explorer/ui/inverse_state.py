@@ -16,6 +16,7 @@ import torch
 
 from explorer import measurements as meas
 from explorer.metrics import psnr, ssim
+from explorer.posterior import map_agreement, reconstruction_std
 
 from .mask import MaskDrawing, observed_mask, preset_mask
 from .sampler_state import ChainRun
@@ -166,6 +167,24 @@ class InverseRun(ChainRun):
             base["mean of samples"] = (psnr(mean, self.image), ssim(mean, self.image))
         self.metrics = base
         return xh
+
+    def uncertainty(self, handle: Any) -> dict[str, Any]:
+        """After a run: the spread of the samples (per-pixel std over the chains, ddof 1), the Jacobian's
+        √(σ_T² diag(P A P)) at each chain's last iterate (:func:`explorer.posterior.reconstruction_std`, averaged
+        over the chains), and how the two agree on the unmeasured pixels (correlation, ratio of medians)."""
+        if self.sampler is None or self.measurement is None:
+            raise ValueError("run Algorithm 2 first")
+        state = self.sampler.state
+        xh = state.x_hat.detach().to("cpu", torch.float64).numpy()[:, 0]
+        maps = [reconstruction_std(handle, state.y[j], float(state.sigma[j]), self.measurement,
+                                   told=None if handle.blind else float(state.level[j])).std[0].numpy()
+                for j in range(xh.shape[0])]
+        jacobian = np.mean(maps, axis=0).astype(np.float32)
+        spread = xh.std(axis=0, ddof=1).astype(np.float32) if xh.shape[0] > 1 else None
+        unknown = ~self.measurement.mask[0].numpy() if isinstance(self.measurement, meas.Inpainting) else None
+        r, ratio = map_agreement(jacobian, spread, unknown) if spread is not None else (float("nan"), float("nan"))
+        return dict(jacobian=jacobian, spread=spread, correlation=r, ratio=ratio, chains=xh.shape[0],
+                    sigma_T=float(state.sigma.max()), unknown=unknown)
 
     def finished_text(self, elapsed: str) -> str:
         best = max((v for k, v in self.metrics.items() if k != "pseudo-inverse"), default=None, key=lambda v: v[0])

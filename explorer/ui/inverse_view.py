@@ -20,6 +20,8 @@ import param
 from .controls import RunControls, bounded_input
 from .export import downloads, npz_bytes, png_bytes
 from .inverse_state import INPAINTING, MEASUREMENTS, PROBLEM_PARAMS, InverseRun
+from .inverse_uncertainty import EXPLANATION as UNCERTAINTY_TEXT
+from .inverse_uncertainty import ReconstructionUncertainty
 from .mask import ERASE, PAINT, Rect, Stroke, plot_to_pixel, preset_mask
 from .models import ModelPicker
 from .plots import CHAIN_COLORS, PLOT_PERIOD, LiveImage, diverging_image, gray_image, image_element
@@ -35,7 +37,6 @@ HOLE_COLOR = "#e4572e"
 CANVAS_PX = 360
 PANEL_PX = 190
 RUN_PARAMS = ["beta", "h0", "sigma0", "sigma_L", "chains", "seed", "max_steps"]
-
 
 
 class InverseView(ToolView):
@@ -82,7 +83,7 @@ class InverseView(ToolView):
                                         for _ in range(2))
         self._sigma_pane = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=220)
         self._draw_tools = self._make_draw_tools()
-
+        self.uncertainty = ReconstructionUncertainty(size=PANEL_PX)
         for kind in ("step", "play", "pause", "reset"):
             self.controls.on(kind, getattr(self, kind))
         self.picker.param.watch(lambda _e: self._model_changed(), "model")
@@ -94,13 +95,8 @@ class InverseView(ToolView):
     # ------------------------------------------------------------------ set-up
     sampler = property(lambda self: self.run.sampler, doc="The live explorer.Sampler (None before a run)")
 
-    @property
-    def image(self) -> np.ndarray:
-        return self.run.image
-
-    @property
-    def size(self) -> int:
-        return self.run.size
+    image = property(lambda self: self.run.image, doc="The clean image")
+    size = property(lambda self: self.run.size, doc="Its side in pixels")
 
     measurement = property(lambda self: self.run.measurement, doc="The operator M of the next run")
 
@@ -122,6 +118,7 @@ class InverseView(ToolView):
     def invalidate(self) -> None:
         """The problem changed: stop a run, recompute the measurement, forget the samples and their statistics."""
         self.worker.stop(wait=True)
+        self.uncertainty.clear()
         self.run.update_measurement()
         self._set_error(self.run.problem_error)
         self.description.object = self.run.describe()
@@ -350,6 +347,7 @@ class InverseView(ToolView):
     def _finished(self) -> None:
         self.controls.progress = 100
         self.controls.status = self.run.finished_text(elapsed_text(self.run.elapsed()))
+        self.uncertainty.submit(self.run, self.picker.handle)
 
     # ------------------------------------------------------------------ downloads
     def png(self) -> io.BytesIO:
@@ -357,7 +355,7 @@ class InverseView(ToolView):
         return png_bytes(panels, columns=min(len(panels), 4))
 
     def npz(self) -> io.BytesIO:
-        return npz_bytes(self.run.arrays(), self.run.run_params(self.picker.model, self.source.label))
+        return npz_bytes({**self.run.arrays(), **self.uncertainty.arrays()}, self.run.run_params(self.picker.model, self.source.label))
 
     def _basename(self) -> str:
         return f"inverse_{self.run.kind.split(' ')[0]}_{self.source.label}".replace(" ", "_").replace("#", "")
@@ -388,12 +386,13 @@ class InverseView(ToolView):
             **w)
 
     def main(self) -> pn.Column:
+        self.uncertainty.bind()
         return pn.Column(
             pn.Card(self.controls, self.stats, self.alert, self.size_alert, hide_header=True, sizing_mode="stretch_width"),
             pn.Row(pn.Column(self._canvas, visible=self.run.param.kind.rx() == INPAINTING),
                    pn.Column(self.description, self._top, self._samples_box, sizing_mode="stretch_width"),
                    sizing_mode="stretch_width"),
             pn.Row(pn.Column(self.metrics_table, min_width=380), self._sigma_pane, sizing_mode="stretch_width"),
-            downloads(self.png, self.npz, self._basename),
-            explanation(EXPLANATION, title="How Algorithm 2 solves inverse problems"),
+            self.uncertainty.layout, downloads(self.png, self.npz, self._basename),
+            explanation(EXPLANATION + UNCERTAINTY_TEXT, title="How Algorithm 2 solves inverse problems"),
             sizing_mode="stretch_width")

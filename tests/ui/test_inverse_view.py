@@ -277,3 +277,24 @@ def test_panels_are_native_wrapping_rows_not_a_flexbox(view):
     assert len(view.sample_images) == 2 and view.mean_image is not None  # 2 samples and their mean, rows of at most 3
     assert all(im.figure.width < 400 for im in view.sample_images)  # not bokeh's default 600 px each in the Row
     assert not view.main().select(pn.FlexBox)
+
+
+def test_after_a_run_the_samples_spread_is_shown_beside_the_jacobian_map(view):
+    view.run.chains = 3
+    view.preset("centre square")
+    view.controls.play_clicks += 1
+    view.worker.join(120)
+    assert view.sampler.done
+    shown = view.uncertainty.shown
+    assert shown.visible and "r = " in shown.text and "3 samples" in shown.text
+    u = view.uncertainty.result
+    xh = view.sampler.state.x_hat.numpy()[:, 0].astype(np.float64)
+    np.testing.assert_allclose(u["spread"], xh.std(axis=0, ddof=1), rtol=1e-5, atol=1e-7)
+    observed = view.measurement.mask[0].numpy()
+    assert np.all(u["jacobian"][observed] == 0)  # P = I − MMᵀ: no uncertainty where the pixel is measured
+    assert u["jacobian"][~observed].mean() > 0
+    np.testing.assert_allclose(shown.jacobian, u["jacobian"], rtol=1e-6)
+    data = np.load(io.BytesIO(view.npz().getvalue()), allow_pickle=False)
+    np.testing.assert_allclose(data["samples_spread"], u["spread"])
+    view.run.chains = 1  # a new problem: the maps are gone; one chain has no spread to show
+    assert not view.uncertainty.shown.visible and "samples_spread" not in np.load(io.BytesIO(view.npz().getvalue()))
