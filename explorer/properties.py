@@ -185,7 +185,7 @@ def psnr_curve(handle: ModelHandle, images: Sequence[np.ndarray], sigmas: Sequen
                                   "> 0 dB", _flag(gain.min() > 0),
                                   f"smallest gain over σ ∈ [{s_a[0]:g}, {s_a[-1]:g}]; largest {gain[best]:.2f} dB at "
                                   f"σ = {s_a[best]:g}", "dB")], curve)
-    inside = s_a <= trained[1] + 1e-9
+    inside = s_a <= trained[1] + 1e-4  # the sweep is rounded to 4 decimals
     top = int(np.nonzero(inside)[0][-1]) if inside.any() else 0
     lines = [Property("psnr", f"PSNR at the top of the training range (σ = {s_a[top]:g})", float(out_a[top]),
                       f"> input {inp_a[top]:.2f} dB", _flag(gain[top] > 0), f"gain {gain[top]:+.2f} dB", "dB")]
