@@ -12,6 +12,7 @@ from skimage.restoration import cycle_spin, denoise_bilateral, denoise_nl_means,
 from torch.func import jvp
 
 from explorer import ModelHandle, jacobian
+from explorer.checkpoints import load_denoiser, save_model
 from explorer.denoisers import (ARCHITECTURES, BM3D, BilateralFilter, NonLocalMeans, NotDifferentiableError, PeronaMalik,
                                 TikhonovGradient, TotalVariation, WaveletShrinkage, build, estimate_noise_sigma)
 from explorer.denoisers import nonlocal_filters
@@ -341,13 +342,17 @@ def test_denoising_helps_and_constants_survive(name):
 
 
 @pytest.mark.parametrize("name", list(ARC))
-def test_registered_and_rebuilt_from_config(name):
+def test_registered_rebuilt_and_saved(name, tmp_path):
     d = ARC[name]()
     rebuilt = build(name, d.config)
     assert type(rebuilt) is ARCHITECTURES[name] and rebuilt.config == d.config and rebuilt.blind
     img = np.random.default_rng(16).random((16, 16)).astype(np.float32)
     out = ModelHandle(rebuilt, device="cpu").denoise(img)
     assert out.shape == img.shape and np.isfinite(out).all()
+    model, card = load_denoiser(save_model(d, name, tmp_path, f"classical-{name}"))
+    y = torch.rand(1, 1, 16, 16, generator=gen(19), dtype=torch.float64)
+    assert card["bias_free"] == d.bias_free
+    torch.testing.assert_close(model.double()(y, 0.1), d(y, 0.1))
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -394,3 +399,10 @@ def test_the_picker_offers_the_arc():
         out = h.denoise(y, None if h.blind else 0.1)
         assert out.shape == y.shape and np.isfinite(out).all()
     assert "classical: non-local means" in CLASSICAL and "classical: BM3D" in CLASSICAL
+
+
+def test_evaluate_lists_the_arc_after_the_baselines():
+    from explorer.evaluate import Lineup
+
+    names = [h.name for h in Lineup(bm3d=True, classical_arc=True).open()]
+    assert names == ["BM3D", "tikhonov", "perona-malik", "total-variation", "bilateral", "nl-means", "wavelet"]

@@ -32,6 +32,7 @@ def carries_derivatives(y: Tensor) -> bool:
         return True
     if forward_ad.unpack_dual(y).tangent is not None:
         return True
+    # torch.func (vjp, jvp, vmap) hands the function wrapped tensors; torch has no public test for them
     return bool(torch._C._functorch.is_functorch_wrapped_tensor(y))
 
 

@@ -89,8 +89,9 @@ class BilateralFilter(Denoiser):
 
     in the normalised window average of the module docstring, with ‖·‖ the Euclidean distance over
     the channels, over the window of radius R = ``radius``, by default ⌈3σ_s⌉ (scikit-image's window,
-    2⌈3σ_s⌉ + 1 wide). σ_s = ``spatial`` pixels and σ_r = c σ (``range_factor`` = c). Cost: (2R + 1)² weights per pixel (121 at σ_s = 1.6), memory
-    about (2R + 1)² × the image per chunk; any image size.
+    2⌈3σ_s⌉ + 1 wide). σ_s = ``spatial`` pixels and σ_r = c σ (``range_factor`` = c). Cost: (2R + 1)²
+    weights per pixel (169 at σ_s = 2), memory about (2R + 1)² × the image per chunk; any image size.
+    Measured on one core at 64 × 64 (float32, defaults): forward 6 ms, one Jacobian row 24 ms.
 
     Bias-free in blind use (σ_r ∝ σ̂); keeps constants.
     """

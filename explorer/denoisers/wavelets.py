@@ -11,7 +11,7 @@ phase). ``symN`` (symlets): the choice, among all 2^pairs (complex-conjugate pai
 whose phase is closest to linear — least |H|²-weighted squared deviation of the unwrapped phase from
 its best linear fit on [0, π] — oriented with its energy centre Σ n h_n² past the midpoint. For the
 names offered (db1 … db10, sym4, sym6, sym8) these are the published filters (tested against
-PyWavelets to 1e-12). The wavelet filter is g_n = (−1)ⁿ h_{L−1−n}.
+PyWavelets to 1e-11). The wavelet filter is g_n = (−1)ⁿ h_{L−1−n}.
 
 Transform. One level along an axis of even length n is the periodized, critically sampled filter
 bank a_k = Σ_m h_m x_{(2k + m + o) mod n}, d_k = Σ_m g_m x_{(2k + m + o) mod n}, o = 1 − L/2
