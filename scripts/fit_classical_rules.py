@@ -12,7 +12,7 @@ crops. For each rule the script searches a grid of its constants and prints the 
   averaged over the three σ.
 
 The fitted constants are written by hand into explorer/denoisers/{variational,nonlocal_filters,
-wavelets}.py. Usage: OMP_NUM_THREADS=1 python scripts/fit_classical_rules.py [--data DIR] (≈ 3 CPU-minutes).
+wavelets}.py. Usage: OMP_NUM_THREADS=1 python scripts/fit_classical_rules.py [--data DIR] (about 1 CPU-minute).
 """
 from __future__ import annotations
 
