@@ -126,3 +126,25 @@ def test_the_reconstruction_std_is_the_diagonal_of_P_A_P(gaussian):
         torch.testing.assert_close(null_space_projection(m)(Pv), Pv, atol=1e-6, rtol=1e-5)  # a projection
     r, ratio = map_agreement(np.arange(10.0), 2 * np.arange(10.0) + 1)
     assert abs(r - 1) < 1e-12 and abs(ratio - 4.5 / 10) < 1e-12
+
+
+def test_the_posterior_std_of_the_empirical_denoiser_is_the_spread_of_its_posterior_draws():
+    """The MMSE denoiser of n images: p(x_k | y) ∝ exp(−‖y − x_k‖²/2σ²); drawing x from it (Monte Carlo)
+    gives each pixel's posterior variance, which σ² diag ∂x̂/∂y must equal (told σ: no σ prior)."""
+    from explorer.denoisers.exact import EmpiricalDenoiser
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, (6, 1, 5, 5)).astype(np.float32)
+    handle = ModelHandle(EmpiricalDenoiser(torch.tensor(images)), device="cpu", name="empirical")
+    sigma = 0.6  # large enough that several images share the posterior
+    y = images[0, 0] + sigma * rng.standard_normal((5, 5)).astype(np.float32)
+    logw = -((images[:, 0] - y) ** 2).sum((1, 2)).astype(np.float64) / (2 * sigma**2)
+    w = np.exp(logw - logw.max())
+    w /= w.sum()
+    assert w.max() < 0.9  # a genuinely spread posterior
+    draws = images[rng.choice(len(images), size=200_000, p=w), 0].astype(np.float64)
+    monte_carlo = draws.std(axis=0)
+    exact = posterior_std(handle, y, sigma, method="exact").std[0].numpy()
+    np.testing.assert_allclose(exact, monte_carlo, rtol=0.02, atol=1e-3)
+    weighted = np.sqrt((w[:, None, None] * (images[:, 0] - (w[:, None, None] * images[:, 0]).sum(0)) ** 2).sum(0))
+    np.testing.assert_allclose(exact, weighted, rtol=1e-4, atol=1e-6)
