@@ -4,7 +4,9 @@ The notebook is the library's worked example; here every cell must run without a
 labelled numbers it prints ("PSNR denoised: 28.92 dB", ...) must show the properties each section is
 about: denoising gains several dB, the noise estimate is close to the truth, a bias-free network is
 homogeneous and J(y)y = x̂(y), the effective dimension falls with σ, the sampler converges, Algorithm 2
-beats the pseudo-inverse, the energy is finite, and the Panel viewer renders.
+beats the pseudo-inverse, the energy is finite, the Panel tools render, and ``explorer.ui.notebook()`` put
+BokehJS, Panel and MathJax into the notebook inline (no URL for the browser to fetch: it works offline;
+``tests/ui/test_jupyterlab.py`` runs the notebook in JupyterLab in a browser).
 
 The kernel is this interpreter (``sys.executable``): the test writes a ``python3`` kernelspec into a
 temporary folder, so the notebook runs in the same environment as pytest whatever kernelspecs exist.
@@ -150,15 +152,28 @@ def test_energies_are_finite(executed):
     assert "Energy data:" in out
 
 
+def test_the_notebook_loads_its_javascript_inline(executed):
+    """The autoload scripts ``explorer.ui.notebook()`` publishes list no URL to fetch (BokehJS, Panel, MathJax
+    and the upload widget's files are in the outputs themselves)."""
+    outputs = [out for cell in executed["nb"].cells if cell.cell_type == "code" for out in cell.get("outputs", [])]
+    scripts = [js for out in outputs if "const js_urls" in (js := out.get("data", {}).get("application/javascript", ""))]
+    assert scripts, "no autoload script in the outputs: explorer.ui.notebook() was not called"
+    for js in scripts:
+        for name in ("js_urls", "js_modules", "css_urls"):
+            assert re.search(rf"const {name} = +\[\];", js), f"{name} is not empty: resources from a URL"
+    assert max(len(js) for js in scripts) > 2_000_000  # BokehJS and Panel themselves, inline
+
+
 def test_viewer_renders_in_the_notebook(executed):
     code = [c for c in executed["nb"].cells if c.cell_type == "code"]
-    for name in ("FiltersView()", "Toy2DView("):  # two tools embedded, each rendered as the cell's result
+    for name in ("FiltersView()", "SamplerView(", "Toy2DView("):  # three tools embedded, each the cell's result
         cell = next(c for c in code if name in c.source)
         bundles = [o.get("data", {}) for o in cell.get("outputs", [])
                    if o.get("output_type") in ("execute_result", "display_data")]
         assert any("application/vnd.holoviews_exec.v0+json" in b or "text/html" in b for b in bundles), (name, bundles)
     assert re.search(r"Toy2DView: sigma = 0.1, lobes = \d+", executed["stdout"])
     assert re.search(r"FiltersView: models \[", executed["stdout"])
+    assert re.search(r"SamplerView: model bf-mnist, 2 chains of 32x32", executed["stdout"])
     assert re.search(r"row sum " + NUMBER, executed["stdout"])  # the viewer computed its filters
 
 

@@ -2,7 +2,8 @@
 
 Every tool is a :class:`~explorer.ui.toolview.ToolView` (a :class:`panel.viewable.Viewer`) whose
 state lives in ``param`` parameters, so the same object works in ``panel serve`` and in a notebook
-(``pn.extension()`` and then display it). The shared pieces, one job per module:
+(:func:`notebook` once, then display it: it loads every resource inline, so it works offline; importing
+these modules publishes nothing into a notebook). The shared pieces, one job per module:
 
 - :mod:`~explorer.ui.theme` — names, colours, sizes, the page template;
 - :mod:`~explorer.ui.text` — Markdown/LaTeX, explanation cards, alerts and toasts, number formats;
@@ -12,11 +13,13 @@ state lives in ``param`` parameters, so the same object works in ``panel serve``
 - :mod:`~explorer.ui.controls` — the Step / Play / Pause / Reset controls;
 - :mod:`~explorer.ui.tasks` — the background runner (latest request wins, progress, stop);
 - :mod:`~explorer.ui.export` — PNG / NPZ downloads;
-- :mod:`~explorer.ui.toolview` — the sidebar-beside-main layout of every tool.
+- :mod:`~explorer.ui.toolview` — the sidebar-beside-main layout of every tool;
+- :mod:`~explorer.ui.notebook` — :func:`notebook`, the one call a Jupyter notebook needs.
 
 A view never imports another view. Tools are imported lazily, e.g.
 ``from explorer.ui.sampler_view import SamplerView``, so importing this package stays cheap.
 """
+from .notebook import notebook
 
-__all__ = ["controls", "export", "mask", "models", "plots", "sources", "tasks", "text", "theme", "toolview",
+__all__ = ["notebook", "controls", "export", "mask", "models", "plots", "sources", "tasks", "text", "theme", "toolview",
            "sampler_view", "inverse_view"]

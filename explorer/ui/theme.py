@@ -6,8 +6,10 @@
 - :func:`make_template` — the FastList page every app serves.
 - :func:`limit_torch_threads` — the per-process thread setting every app makes at start.
 
-Importing this module loads HoloViews' bokeh backend (every page draws with it) and silences bokeh's
-W-1005 warning (FIXED_SIZING_MODE), a false alarm for figures sized by frame_width/frame_height.
+Importing this module selects HoloViews' bokeh backend (every page draws with it) without ``hv.extension``,
+which in a notebook would publish BokehJS from its CDN into the importing cell (a notebook loads it inline with
+:func:`explorer.ui.notebook.notebook`), and silences bokeh's W-1005 warning (FIXED_SIZING_MODE), a false alarm
+for figures sized by frame_width/frame_height.
 """
 from __future__ import annotations
 
@@ -15,11 +17,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import holoviews as hv
+import holoviews.plotting.bokeh  # noqa: F401  (registers the backend's renderer and plot options)
 import panel as pn
 from bokeh.core.validation import silence
 from bokeh.core.validation.warnings import FIXED_SIZING_MODE
 
-hv.extension("bokeh", logo=False)
+hv.Store.set_current_backend("bokeh")
 # W-1005 is a false alarm here: every image figure is sized by its frame (HoloViews' frame_width and
 # frame_height, explorer.ui.plots), so its outer width/height are left to bokeh, which still warns that a
 # 'fixed' figure has no width. Silenced once for every page (a served log would repeat it per figure).

@@ -3,6 +3,12 @@
 A tool subclasses :class:`ToolView`, sets ``title`` (the page header) and implements ``sidebar()``
 and ``main()``; it is then shown inline (``__panel__``: in a notebook, or inside the all-tools app)
 or as a full page (:meth:`ToolView.template`, what ``apps/*.py`` serve).
+
+One view object is shown in one place at a time: its live images are bokeh figures, and a bokeh model
+belongs to one document, so two outputs of one view (two notebook cells showing it) would fight over them
+(updates for models the other page never saw: ``TypeError: s is not iterable`` in the browser, a pane that
+stops updating). Displaying a view again therefore *moves* it: the earlier output is replaced by
+:data:`MOVED_MESSAGE`, the new one works (re-running a notebook cell that shows the view does just this).
 """
 from __future__ import annotations
 
@@ -13,15 +19,26 @@ import panel as pn
 
 from .theme import APP_TITLE, SIDEBAR_WIDTH, as_list, make_template
 
+#: The least width of a tool's main area beside its sidebar: in a narrower output (a notebook cell) the main
+#: area wraps below the sidebar and takes the whole width, instead of running out of the cell.
+MAIN_MIN_WIDTH = 800
+#: What an earlier output of a view shows once the view has been displayed again elsewhere ({name}: its class).
+MOVED_MESSAGE = ("**This view is now shown in a later output.** A view is shown in one place at a time "
+                 "(its live images can only be drawn once): displaying it again moves it there. "
+                 "To see two, make a second one, e.g. `{name}()`.")
+
 
 class ToolView(pn.viewable.Viewer):
     """A tool: ``sidebar()`` (controls, :data:`~explorer.ui.theme.SIDEBAR_WIDTH` wide) beside ``main()``.
 
-    Each returns a viewable or a list of viewables. ``__panel__`` lays them out in a row;
-    :meth:`template` puts them in the page template with ``title`` in the header.
+    Each returns a viewable or a list of viewables. ``__panel__`` lays them out in a row that wraps the main
+    area below the sidebar when it would be narrower than :data:`MAIN_MIN_WIDTH` (and empties the row it
+    made before, leaving :data:`MOVED_MESSAGE` there); :meth:`template` puts them in the page
+    template with ``title`` in the header.
     """
 
     title: str = APP_TITLE  # the page header of the tool
+    _shown: pn.FlexBox | None = None  # the layout of the latest ``__panel__``
 
     def sidebar(self) -> pn.viewable.Viewable | Sequence[Any]:
         """The tool's controls (implemented by each tool)."""
@@ -32,8 +49,14 @@ class ToolView(pn.viewable.Viewer):
         raise NotImplementedError(f"{type(self).__name__} must define main()")
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Row(pn.Column(*as_list(self.sidebar()), width=SIDEBAR_WIDTH), *as_list(self.main()),
-                      sizing_mode="stretch_width")
+        if self._shown is not None:  # shown before: that output lets go of the view and says where it went
+            moved = MOVED_MESSAGE.format(name=type(self).__name__)
+            self._shown[:] = [pn.pane.Alert(moved, alert_type="info", sizing_mode="stretch_width")]
+        main = pn.Column(*as_list(self.main()), sizing_mode="stretch_width", margin=0,
+                         styles={"flex": f"1 1 {MAIN_MIN_WIDTH}px"})
+        self._shown = pn.FlexBox(pn.Column(*as_list(self.sidebar()), width=SIDEBAR_WIDTH), main,
+                                 flex_wrap="wrap", sizing_mode="stretch_width")
+        return self._shown
 
     def template(self) -> pn.template.FastListTemplate:
         """The tool as a full page (what ``apps/*.py`` serve)."""

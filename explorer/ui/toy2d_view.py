@@ -14,7 +14,7 @@ import holoviews as hv
 import numpy as np
 import panel as pn
 import param
-from bokeh.models import ColorBar, ColumnDataSource, CustomJS, HoverTool, Label, LinearColorMapper
+from bokeh.models import ColorBar, ColumnDataSource, HoverTool, Label, LinearColorMapper
 from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
 
@@ -26,6 +26,12 @@ from .toolview import ToolView
 from .toy2d_state import EXTENT, Toy2DState, density_result, trajectory_result
 
 PLOT_PX = 540
+#: the plane's borders around its PLOT_PX² frame: axis (left), colour bar and its labels up to "−5000" (right),
+#: title (top), axis and toolbar (bottom). The figure's outer size is fixed to frame + borders, so no parent
+#: layout can squeeze the frame (then bokeh drew the colour bar beyond the figure, under the toolbar and the
+#: player beside it).
+BORDERS = dict(left=60, right=120, top=30, bottom=80)
+PLANE_WIDTH = PLOT_PX + BORDERS["left"] + BORDERS["right"]
 FPS = 10
 CHAIN_COLORS = ["#e41a1c", "#ff7f00", "#ffff33", "#4daf4a", "#f781bf", "#a65628", "#984ea3", "#ffffff",
                 "#66c2a5", "#fc8d62", "#8da0cb", "#e78ac3"]
@@ -192,9 +198,11 @@ class Toy2DView(ToolView, Toy2DState):
         self.step_label.text = f"sampler step t = {t} of {T}"
 
     def _plane_figure(self) -> figure:
-        fig = figure(frame_width=PLOT_PX, frame_height=PLOT_PX, x_range=(-EXTENT, EXTENT), y_range=(-EXTENT, EXTENT),
-                     x_axis_label="x₁", y_axis_label="x₂", toolbar_location="right", match_aspect=True,
-                     tools="pan,wheel_zoom,box_zoom,reset,save", title="p_σ(y)")
+        fig = figure(frame_width=PLOT_PX, frame_height=PLOT_PX, width=PLANE_WIDTH,
+                     height=PLOT_PX + BORDERS["top"] + BORDERS["bottom"], x_range=(-EXTENT, EXTENT),
+                     y_range=(-EXTENT, EXTENT), x_axis_label="x₁", y_axis_label="x₂", toolbar_location="below",
+                     match_aspect=True, tools="pan,wheel_zoom,box_zoom,reset,save", title="p_σ(y)",
+                     **{f"min_border_{side}": px for side, px in BORDERS.items()})
         img = fig.image(image="image", x=-EXTENT, y=-EXTENT, dw=2 * EXTENT, dh=2 * EXTENT, source=self.heat_source,
                         color_mapper=self._mapper)
         fig.add_tools(HoverTool(renderers=[img], tooltips=[("x₁", "$x{0.00}"), ("x₂", "$y{0.00}"), ("p", "@image")]))
@@ -217,7 +225,7 @@ class Toy2DView(ToolView, Toy2DState):
         floor = hv.HLine(float(self.sigma_L)).opts(color="#555", line_dash="dotted")
         return (curve * floor).opts(
             logy=True, xlabel="iteration t", ylabel="σ_t (noise std, log scale)",
-            title="Noise level σ_t of the chains (dotted: σ_L)", responsive=True, min_height=260, show_grid=True,
+            title="Noise level σ_t (dotted: σ_L)", responsive=True, min_height=260, show_grid=True,
             toolbar=None, show_legend=False, framewise=True, xlim=(1, max(2, len(t))),
             ylim=(float(self.sigma_L) / 2, max(float(np.nanmax(s)) if np.isfinite(s).any() else 1.0, 1.0) * 1.5))
 
@@ -286,14 +294,15 @@ class Toy2DView(ToolView, Toy2DState):
     def main(self) -> pn.Column:
         self.density_task.bind()
         self.traj_task.bind()
-        buttons = pn.Row(self.first_button, self.back_button, self.play_button, self.pause_button, self.next_button,
-                         self.last_button, sizing_mode="stretch_width")
+        w = dict(sizing_mode="stretch_width", margin=0)  # play/pause, then the steps: their labels fit a narrow column
+        buttons = pn.Column(pn.Row(self.play_button, self.pause_button, **w),
+                            pn.Row(self.first_button, self.back_button, self.next_button, self.last_button, **w), **w)
         return pn.Column(
             self._alert,
-            pn.Row(pn.Column(pn.pane.Bokeh(self.plane, margin=(0, 5)), self._info, width=PLOT_PX + 120),
-                   pn.Column(buttons, self.player, self._traj_info, self._sigma_pane, sizing_mode="stretch_width",
-                             min_width=300),
-                   sizing_mode="stretch_width"),
+            pn.FlexBox(pn.Column(pn.pane.Bokeh(self.plane, margin=(0, 5)), self._info, width=PLANE_WIDTH + 10),
+                       pn.Column(buttons, self.player, self._traj_info, self._sigma_pane, sizing_mode="stretch_width",
+                                 styles={"flex": "1 1 300px"}),  # beside the plane, or below it in a narrow cell
+                       flex_wrap="wrap", sizing_mode="stretch_width"),
             downloads(self.png, self.npz, self.basename),
             explanation(EXPLANATION, title="Denoising and sampling in the plane"),
             sizing_mode="stretch_width")

@@ -3,7 +3,7 @@
 - ``tiny_handle``: a 5-layer bias-free DnCNN in a ModelHandle, registered in every model picker
   under the name ``"tiny-test"`` (:func:`explorer.ui.models.register_handle`).
 - ``served_app(path, *extra)``: starts ``panel serve <path> --port <free port>`` on 127.0.0.1 in a
-  subprocess, waits until it answers, returns the base URL; killed at teardown.
+  subprocess, waits until it answers, returns the base URL; killed at teardown (:func:`stop_server`).
 - ``browser_page``: a playwright page on /usr/bin/chromium (headless) whose ``console_errors`` and
   ``page_errors`` lists record what the browser reported.
 """
@@ -122,13 +122,19 @@ def served_app(tmp_path):
     start.logs = lambda: "\n".join(log.read_text() for _, log in procs if log.exists())  # type: ignore[attr-defined]
     yield start
     for proc, _ in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_server(proc)
+
+
+def stop_server(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """End a server started with ``start_new_session=True``: SIGTERM to its process group, SIGKILL if it stays."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
 
 
 def _ignorable(text: str) -> bool:

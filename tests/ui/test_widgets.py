@@ -390,13 +390,24 @@ class _Tool(ToolView):
 
 def test_tool_view_lays_out_sidebar_beside_main_and_makes_a_page():
     tool = _Tool()
-    row = tool.__panel__()
-    assert isinstance(row, pn.Row) and row.objects[1] is tool.body
+    row = tool.__panel__()  # a wrapping row: the main area goes below the sidebar in a narrow notebook cell
+    assert isinstance(row, pn.FlexBox) and row.flex_wrap == "wrap" and row.objects[1].objects == [tool.body]
     assert row.objects[0].width == 330 and row.objects[0].objects == [tool.side]
     page = tool.template()
     assert page.title == "A test tool" and tool.body in page.main.objects and tool.side in page.sidebar.objects
     with pytest.raises(NotImplementedError):
         ToolView().template()
+
+
+def test_showing_a_tool_view_again_moves_it_and_says_so_where_it_was():
+    """Issue #23 item 4: a second display of one view takes its panes; the first output says where they went."""
+    from explorer.ui.toolview import MOVED_MESSAGE
+
+    tool = _Tool()
+    first, second = tool.__panel__(), tool.__panel__()
+    assert len(first.objects) == 1 and isinstance(first.objects[0], pn.pane.Alert)
+    assert first.objects[0].object == MOVED_MESSAGE.format(name="_Tool")
+    assert second.objects[1].objects == [tool.body] and second.objects[0].objects == [tool.side]
 
 
 def test_a_bounded_input_states_its_range_and_clamps_out_of_range_values_visibly():
