@@ -1,4 +1,4 @@
-"""BM3D (Dabov, Foi, Katkovnik & Egiazarian 2007) through the ``bm3d`` package: a denoiser for tables only.
+"""BM3D (Dabov, Foi, Katkovnik & Egiazarian 2007) through the ``bm3d`` package: a denoiser with no Jacobian.
 
 BM3D groups similar blocks, filters each 3-D group by hard thresholding then by Wiener filtering in
 a separable transform, and aggregates the estimates. The reference implementation is compiled code
@@ -49,8 +49,8 @@ class BM3D(Denoiser):
     differentiable = False
     not_differentiable_reason = ("BM3D (the bm3d package) is compiled block matching and collaborative filtering on "
                                  "numpy arrays: it has no Jacobian, so adaptive filters, singular vectors, effective "
-                                 "dimension and posterior variance cannot be computed for it; it takes part in "
-                                 "denoising tables only")
+                                 "dimension and posterior variance cannot be computed for it; it denoises, takes part "
+                                 "in tables, and Algorithms 1 and 2 (which only call x̂) sample with it")
 
     def __init__(self, channels: int = 1):
         super().__init__()

@@ -61,6 +61,14 @@ def default_models() -> list[str]:
     return chosen[:MAX_MODELS]
 
 
+def linearity_note(r: dict[str, Any]) -> str:
+    """Whether ⟨aᵢ, y⟩ = x̂ᵢ (J(y)y = x̂(y): locally linear, as a bias-free network is) or by how much it is not."""
+    gap = r["inner"] - r["xhat_i"]
+    if abs(gap) <= 1e-4 * max(1.0, abs(r["xhat_i"])):
+        return "(equal: x̂ is locally linear here, J(y)y = x̂(y))"
+    return f"(**differ by {gap:+.4f}**: J(y)y ≠ x̂(y), not locally linear" + (" at a fixed σ)" if r["classical"] else ")")
+
+
 def zoom_title(n: int) -> str:
     return f"zoom: {n}×{n} around pixel i"
 
@@ -332,8 +340,7 @@ class FiltersView(ToolView):
     @staticmethod
     def _numbers(r: dict[str, Any]) -> str:
         lines = [f"**row sum** Σⱼ Aᵢⱼ = {r['row_sum']:.4f}",
-                 f"x̂ᵢ = {r['xhat_i']:.4f} (denoised pixel) · ⟨aᵢ, y⟩ = {r['inner']:.4f}"
-                 + (" (equal: bias-free)" if r["bias_free"] else ""),
+                 f"x̂ᵢ = {r['xhat_i']:.4f} (denoised pixel) · ⟨aᵢ, y⟩ = {r['inner']:.4f} " + linearity_note(r),
                  f"σ̂ = {fmt_number(r['sigma_hat'])} (noise std from the residual, [0,1] units"
                  + ("; held fixed in the filter: a classical method analysed at a fixed σ)" if r["classical"] else ")"),
                  f"PSNR(x̂, x) = {fmt_number(r['psnr'])} dB"]

@@ -63,7 +63,7 @@ def test_row_sum_shown_is_the_sum_of_the_shown_filter(view):
     # bias-free: x̂_i = ⟨a_i, y⟩
     r = view.results["tiny-test"]
     assert r["inner"] == pytest.approx(r["xhat_i"], rel=1e-3, abs=1e-4)
-    assert "equal: bias-free" in view.filters["tiny-test"].text
+    assert "J(y)y = x̂(y)" in view.filters["tiny-test"].text
 
 
 def test_clicking_the_denoised_image_also_selects(view):
