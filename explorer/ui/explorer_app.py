@@ -74,6 +74,10 @@ TOOLS: tuple[Tool, ...] = (
          "Measure what any denoiser is: homogeneity, J(y)y = x̂(y), Jacobian symmetry, effective dimension against "
          "σ, PSNR beyond the training range, blind σ̂, sampler convergence and posterior calibration, each against "
          "its ideal, in one self-contained HTML report."),
+    Tool("decomposition", "Multiscale decomposition", "explorer.ui.decomposition_view", "DecompositionView",
+         "Apply a denoiser n times: what each application removes, r_k = f^k(x) − f^(k+1)(x), and the base fⁿ(x) "
+         "add back up to the image exactly, for any denoiser (Milanfar & Delbracio). A network's layers and "
+         "energies beside a classical denoiser's."),
 )
 
 
@@ -88,6 +92,7 @@ THUMBNAIL_CROPS: dict[str, tuple[int, int, int, int]] = {
     "toy2d": (345, 60, 1500, 520),
     "generalization": (355, 70, 1500, 430),
     "report": (345, 60, 1500, 620),
+    "decomposition": (345, 150, 1420, 900),
 }
 CARD_WIDTH = 540  # two cards a row beside the sidebar on a 1500-px window, one on a narrow one
 THUMBNAIL_WIDTH = CARD_WIDTH - 30

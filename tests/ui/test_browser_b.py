@@ -136,3 +136,21 @@ def test_report_app_measures_the_default_model_line_by_line(served_app, browser_
     assert page.locator("text=python -m explorer.report bf-natural-gray --only homogeneity").count()
     save_screenshot(page, "report", 1500, settle_ms=1500)
     assert_clean(page, served_app.logs())
+
+
+def test_decomposition_app_shows_both_denoisers_layers_that_add_back_to_the_image(served_app, browser_page):
+    """The Multiscale decomposition page: the default network's and non-local means' layers, the base, the
+    energies plot, and each row's exactness ‖fⁿ(x) + Σ r_k − x‖/‖x‖ (0 up to float64 rounding)."""
+    url = served_app("apps/decomposition.py")
+    page = browser_page
+    page.goto(url, timeout=180_000)
+    page.wait_for_selector("text=/Decomposed in/", timeout=240_000)
+    exact = page.locator("p", has_text="‖/‖x‖ =")
+    assert exact.count() == 2
+    for i in range(2):
+        value = float(exact.nth(i).inner_text().split("‖/‖x‖ = ")[1].split()[0])
+        assert value < 1e-12
+    page.locator("canvas").nth(11).wait_for(timeout=60_000)  # 2 × (4 layers + base), x and the energies
+    assert page.locator("text=bf-natural-gray").count() and page.locator("text=classical: non-local means").count()
+    save_screenshot(page, "decomposition", 1500, settle_ms=1500)
+    assert_clean(page, served_app.logs())
