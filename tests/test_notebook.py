@@ -166,7 +166,7 @@ def test_the_notebook_loads_its_javascript_inline(executed):
 
 def test_viewer_renders_in_the_notebook(executed):
     code = [c for c in executed["nb"].cells if c.cell_type == "code"]
-    for name in ("FiltersView()", "SamplerView(", "Toy2DView("):  # three tools embedded, each the cell's result
+    for name in ("FiltersView()", "GAHBView(", "SamplerView(", "Toy2DView("):  # four tools, each a cell's result
         cell = next(c for c in code if name in c.source)
         bundles = [o.get("data", {}) for o in cell.get("outputs", [])
                    if o.get("output_type") in ("execute_result", "display_data")]
@@ -174,6 +174,7 @@ def test_viewer_renders_in_the_notebook(executed):
     assert re.search(r"Toy2DView: sigma = 0.1, lobes = \d+", executed["stdout"])
     assert re.search(r"FiltersView: models \[", executed["stdout"])
     assert re.search(r"SamplerView: model bf-mnist, 2 chains of 32x32", executed["stdout"])
+    assert value(executed["stdout"], "top singular value") > 0.5  # GAHBView computed its basis
     assert re.search(r"row sum " + NUMBER, executed["stdout"])  # the viewer computed its filters
 
 

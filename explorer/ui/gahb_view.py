@@ -289,10 +289,12 @@ class GAHBView(ToolView, GAHBState):
             self.alert_pane,
             pn.Card(pn.Row(self._recompute, self._stop, pn.Column(self.progress_bar, self.status, **_sw()), **_sw()),
                     hide_header=True, sizing_mode="stretch_width"),
-            pn.Row(pn.Column(self.images_pane, self.numbers, width=430), self.spectrum_pane, **_sw()),
-            pn.Row(pn.Column(pn.pane.Markdown("#### Singular vectors", margin=(0, 10)), pn.Row(vec, page),
-                             self.grid_pane, self.grid_label, width=560),
-                   self.curve_pane, **_sw()),
+            # FlexBoxes, not Rows: nested in a parent layout (a notebook cell's tool row), a bokeh Row left an
+            # image grid (hv.Layout) beside a plot unpainted; these also wrap the plot below in a narrow cell
+            pn.FlexBox(pn.Column(self.images_pane, self.numbers, width=430), _beside(self.spectrum_pane), **_sw()),
+            pn.FlexBox(pn.Column(pn.pane.Markdown("#### Singular vectors", margin=(0, 10)), pn.Row(vec, page),
+                                 self.grid_pane, self.grid_label, width=560),
+                       _beside(self.curve_pane), **_sw()),
             pn.Column(pn.pane.Markdown("#### Adaptive shrinkage in the eigenbasis of A_s", margin=(0, 10)),
                       terms, self.shrink_pane, self.shrink_text, **_sw()),
             downloads(self.png, self.npz, self.basename),
@@ -302,6 +304,11 @@ class GAHBView(ToolView, GAHBState):
 
 def _sw() -> dict[str, Any]:
     return dict(sizing_mode="stretch_width")
+
+
+def _beside(plot: pn.viewable.Viewable) -> pn.Column:
+    """A plot that takes the rest of its FlexBox's line, or a line of its own when less than 300 px are left."""
+    return pn.Column(plot, styles={"flex": "1 1 300px"}, margin=0, **_sw())
 
 
 _SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")

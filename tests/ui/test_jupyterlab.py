@@ -3,12 +3,14 @@
 A JupyterLab server (this interpreter, a temporary config/runtime/data folder, a token, default settings
 but no news pop-up and no autosave) opens a copy of ``examples/explorer.ipynb``; the browser context aborts
 every request that is not for the local server, so the test proves the notebook needs no CDN. After *Run
-All* it checks, for each embedded tool (filters, sampler, toy 2-D): its image figures are drawn (pixels
-that are not background), the equations of its explanation are typeset by MathJax (no raw ``\\(`` or ``$$``
-left), a click on the filters tool's noisy image shows another pixel's filter, Play in the sampler tool
-changes its images, the toy 2-D toolbar sits clear of the player and of the colour bar, a second display
-of a view moves it there with a message in the first output, and that the browser logged no error. It
-saves a screenshot of each tool's output (a temporary folder; ``$EXPLORER_SCREENSHOTS`` if set).
+All* it checks the library's plots and, for each embedded tool (filters, harmonic basis, sampler, toy 2-D),
+that its image figures are drawn (pixels that are not background) inside the cell and that the equations
+of its explanation are typeset by MathJax (no raw ``\\(`` or ``$$`` left); then that a click on the
+filters tool's noisy image shows another pixel's filter, Play in the sampler tool changes its images, the
+toy 2-D toolbar sits clear of the player and of the colour bar, a second display of a view (and a re-run of
+that cell) moves it there with a message in the first output, and that the browser logged no error. It
+saves a screenshot of the notebook and of each tool's output (a temporary folder; ``$EXPLORER_SCREENSHOTS``
+if set).
 
 Waits are on page state (text, cell prompts, pixels), polled; never fixed sleeps for results.
 """
@@ -41,9 +43,12 @@ SHOTS = Path(os.environ.get("EXPLORER_SCREENSHOTS") or tempfile.mkdtemp(prefix="
 TOKEN = "explorer-test"
 LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about:")
 #: the source line of the cell that shows each embedded tool
-TOOLS = {"filters": "view = FiltersView()", "sampler": "sampler = SamplerView(", "toy2d": "toy = Toy2DView("}
-#: the least number of image figures each tool draws at load
-MIN_IMAGES = {"filters": 4, "sampler": 4, "toy2d": 1}
+TOOLS = {"filters": "view = FiltersView()", "gahb": "gahb = GAHBView(", "sampler": "sampler = SamplerView(",
+         "toy2d": "toy = Toy2DView("}
+#: of the image figures each tool shows at load: how many come first and must all be drawn (noisy image and
+#: first x̂; y and x̂; the chains' y_t and x̂(y_t); the plane), and how many must be drawn in all
+FIRST_DRAWN = {"filters": 2, "gahb": 2, "sampler": 4, "toy2d": 1}
+MIN_DRAWN = {"filters": 8, "gahb": 12, "sampler": 4, "toy2d": 1}
 
 
 # ------------------------------------------------------------------------------------------ the server
@@ -270,7 +275,9 @@ def test_each_tool_draws_its_images_and_typesets_its_equations(page, tool):
     outside = [b for b in sizes if b["x"] < cell["x"] - 1 or b["x"] + b["width"] > cell["x"] + cell["width"] + 1]
     assert not outside, f"{tool}: figures run out of the cell {cell}: {outside}"
     shown = [k for k in images if drawn(figure_pixels(figs.nth(k)))]
-    assert len(shown) >= MIN_IMAGES[tool], f"{tool}: {len(shown)} of {len(images)} figures drawn"
+    first = images[:FIRST_DRAWN[tool]]
+    assert set(first) <= set(shown), f"{tool}: of its first figures {first} only {shown} are drawn"
+    assert len(shown) >= MIN_DRAWN[tool], f"{tool}: {len(shown)} of {len(images)} figures drawn"
 
     math = out.locator("div.card mjx-container")  # the explanation card's equations, typeset by MathJax
     math.first.wait_for(timeout=30_000)
