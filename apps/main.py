@@ -1,6 +1,6 @@
 """The whole Denoiser Explorer as one multi-page app: ``panel serve apps/`` (this page at /main).
 
-``?page=sampler`` (or inverse, filters, gahb, energy, toy2d, generalization, report) opens a tool directly.
+``?page=sampler`` (or inverse, filters, gahb, energy, toy2d, generalization, report, decomposition) opens a tool directly.
 """
 import panel as pn
 

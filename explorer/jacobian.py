@@ -101,7 +101,7 @@ def row(
             raise IndexError(f"pixel {tuple(p)} (channel {c}) is outside the {C}×{H}×{W} image")
         E[k, c, i, j] = 1.0
     with handle.lock:
-        rows = Linearization(handle.model, y, sigma).vjp(E)
+        rows = linearize(handle, y, sigma).vjp(E)
     return rows[0] if single else rows
 
 
@@ -109,7 +109,7 @@ def row_sums(handle: ModelHandle, y: ArrayOrTensor, sigma: SigmaLike = None) -> 
     """Σ_j A_ij for every pixel i, i.e. A·1, as an image (C, H, W) (≈ 1 where the denoiser preserves the local mean)."""
     y = _image(handle, y)
     with handle.lock:
-        return Linearization(handle.model, y, sigma).jvp(torch.ones_like(y))[0]
+        return linearize(handle, y, sigma).jvp(torch.ones_like(y))[0]
 
 
 def full_jacobian(handle: ModelHandle, y: ArrayOrTensor, sigma: SigmaLike = None) -> Tensor:
@@ -144,7 +144,7 @@ def top_singular(
     """
     y = _image(handle, y)
     with handle.lock:
-        lin = Linearization(handle.model, y, sigma)
+        lin = linearize(handle, y, sigma)
         s, U, V = _svd_krylov(lin, k, oversample, steps, tol, seed, callback)
     cast = dict(dtype=y.dtype, device=y.device)
     return SVD(s.to(**cast), U.to(**cast).reshape(k, *lin.shape), V.to(**cast).reshape(k, *lin.shape))
@@ -167,7 +167,7 @@ def shrinkage(
     Lanczos, each product one JVP + one VJP; ``callback(step, steps)`` as in :func:`top_singular`) and x̂_k = Σ_{i≤k} λ_i ⟨y, e_i⟩ e_i, which → A_s y ≈ x̂(y) as k → N."""
     y = _image(handle, y)
     with handle.lock:
-        lin = Linearization(handle.model, y, sigma)
+        lin = linearize(handle, y, sigma)
         lam, E = _eig_krylov(lin, k, oversample, steps, tol, seed, callback)
     recon = partial_shrinkage(lam, E.reshape(k, *lin.shape), y[0].to(E.dtype))
     cast = dict(dtype=y.dtype, device=y.device)
@@ -209,7 +209,7 @@ def harmonic_basis(
     y = _image(handle, y)
     b = block if block is not None else k + max(8, k // 2)
     with handle.lock:
-        lin = Linearization(handle.model, y, sigma)
+        lin = linearize(handle, y, sigma)
         (s, U, V), (lam, E) = _joint_krylov(lin, k, b, steps, tol, seed, callback)
     recon = partial_shrinkage(lam, E.reshape(k, *lin.shape), y[0].to(E.dtype))
     cast = dict(dtype=y.dtype, device=y.device)

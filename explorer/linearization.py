@@ -21,7 +21,10 @@ whose estimate the analyses hold constant).
 """
 from __future__ import annotations
 
+import hashlib
 import math
+import weakref
+from collections import OrderedDict
 from typing import Literal
 
 import torch
@@ -44,6 +47,8 @@ Route = Literal["auto", "replay", "autodiff"]
 MAX_BATCH_PIXELS = 2**18
 #: The dense Jacobian is refused above this N (N² entries).
 MAX_DENSE = 4096
+#: :func:`linearize` keeps this many linearizations per handle (the latest images it was asked about).
+CACHED_LINEARIZATIONS = 2
 
 _RELUS = {F.relu, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_}
 _PIECEWISE_AFFINE_LEAVES = (nn.Conv2d, BFNorm2d, nn.BatchNorm2d, nn.ReLU)
@@ -213,10 +218,41 @@ def _image(handle: ModelHandle, y: ArrayOrTensor) -> Tensor:
     return t
 
 
+_CACHE: weakref.WeakKeyDictionary[ModelHandle, OrderedDict[tuple, Linearization]] = weakref.WeakKeyDictionary()
+
+
+def _cache_key(y: Tensor, sigma: SigmaLike, path: Route) -> tuple:
+    """What a linearization depends on: the image's bytes (hashed), shape, dtype and device, σ and the path."""
+    digest = hashlib.blake2b(y.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).hexdigest()
+    if isinstance(sigma, Tensor):
+        sigma = sigma.item() if sigma.numel() == 1 else tuple(sigma.flatten().tolist())
+    return digest, tuple(y.shape), str(y.dtype), str(y.device), sigma, path
+
+
 def linearize(handle: ModelHandle, y: ArrayOrTensor, sigma: SigmaLike = None, *, path: Route = "auto") -> Linearization:
-    """A :class:`Linearization` of ``handle.model`` at y (hold ``handle.lock`` while using it)."""
+    """A :class:`Linearization` of ``handle.model`` at y (hold ``handle.lock`` while using it).
+
+    The last :data:`CACHED_LINEARIZATIONS` of each handle are kept, keyed by the image's content, σ and
+    the path, so that further products at the same image reuse its recorded forward pass (ReLU masks,
+    reverse-mode graph): a second click's filter costs one VJP. A new image, σ or model makes a new one.
+    """
     with handle.lock:
-        return Linearization(handle.model, _image(handle, y), sigma, path)
+        t = _image(handle, y)
+        key = _cache_key(t, sigma, path)
+        cache = _CACHE.setdefault(handle, OrderedDict())
+        lin = cache.get(key)
+        if lin is None or lin.model is not handle.model:
+            lin = cache[key] = Linearization(handle.model, t, sigma, path)
+            while len(cache) > CACHED_LINEARIZATIONS:
+                cache.popitem(last=False)
+        cache.move_to_end(key)
+        return lin
+
+
+def forget_linearizations(handle: ModelHandle) -> None:
+    """Drop the linearizations :func:`linearize` keeps for ``handle`` (benchmarks of a first click, memory)."""
+    with handle.lock:
+        _CACHE.pop(handle, None)
 
 
 def _stack(v: Tensor) -> tuple[Tensor, bool]:

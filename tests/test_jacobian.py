@@ -406,3 +406,36 @@ def test_the_old_positional_order_of_the_estimators_still_works_deprecated(bf, y
         assert J.symmetry(bf, y, "exact") == J.symmetry(bf, y, method="exact")
     with pytest.raises(TypeError, match="keyword"):
         J.sum_sq_singular(bf, y, None, "exact")
+
+
+def test_a_second_filter_at_the_same_image_costs_one_vjp_and_a_new_image_a_new_linearization():
+    """linearize() keeps each handle's last linearizations: a further click reuses the forward pass."""
+    from explorer.denoisers import DnCNN
+    from explorer.linearization import CACHED_LINEARIZATIONS, Linearization, forget_linearizations, linearize
+
+    torch.manual_seed(0)
+    handle = ModelHandle(DnCNN(depth=3, width=8), device="cpu")
+    forwards = []
+    handle.model.register_forward_hook(lambda *_: forwards.append(1))
+    y = torch.rand(1, 1, 12, 12)
+    first = J.row(handle, y, (3, 4))
+    after_first = len(forwards)
+    assert after_first >= 1
+    second = J.row(handle, y, (7, 2))
+    assert len(forwards) == after_first  # no forward pass: the pullback of the recorded graph only
+    fresh = Linearization(handle.model, y, None)
+    E = torch.zeros(2, 1, 12, 12)
+    E[0, 0, 3, 4] = E[1, 0, 7, 2] = 1
+    torch.testing.assert_close(torch.stack([first, second]), fresh.vjp(E))
+    assert linearize(handle, y.clone()) is linearize(handle, y)  # keyed by content, not identity
+    assert linearize(handle, y + 1e-3) is not linearize(handle, y)  # a new image
+    assert linearize(handle, y, 0.1) is not linearize(handle, y)  # a new σ
+    for k in range(CACHED_LINEARIZATIONS + 2):
+        linearize(handle, y + k)
+    n = len(forwards)
+    J.row(handle, y, (3, 4))  # evicted: recorded again
+    assert len(forwards) > n
+    forget_linearizations(handle)
+    n = len(forwards)
+    J.row(handle, y, (3, 4))
+    assert len(forwards) > n
