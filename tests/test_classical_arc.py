@@ -20,7 +20,7 @@ from explorer.denoisers.classical import BadImageError, BadSigmaError
 from explorer.denoisers.variational import divergence, gradient
 from explorer.denoisers.wavelets import WAVELETS, scaling_filter, wavedec2, waverec2
 
-pywt = pytest.importorskip("pywt")  # comes with bm3d (the test extra); scikit-image's wavelets need it too
+import pywt  # noqa: E402  (PyWavelets, in the test extra: the periodised transform to compare with)
 
 #: Small, fast settings of every differentiable denoiser of the arc (the defaults are used elsewhere).
 ARC = {
@@ -406,3 +406,17 @@ def test_evaluate_lists_the_arc_after_the_baselines():
 
     names = [h.name for h in Lineup(bm3d=True, classical_arc=True).open()]
     assert names == ["BM3D", "tikhonov", "perona-malik", "total-variation", "bilateral", "nl-means", "wavelet"]
+
+
+def test_bm3d_low_complexity_profile_denoises_nearly_as_well_and_bad_profiles_are_refused():
+    from explorer.denoisers import BM3D
+
+    rng = np.random.default_rng(0)
+    x = np.clip(np.cumsum(rng.normal(0, 0.05, (48, 48)), axis=1) + 0.5, 0, 1).astype(np.float32)
+    y = torch.from_numpy(x + 0.1 * rng.standard_normal(x.shape).astype(np.float32))[None, None]
+    err = {p: float(((BM3D(profile=p)(y, 0.1)[0, 0].numpy() - x) ** 2).mean()) for p in BM3D.PROFILES}
+    noisy = float(((y[0, 0].numpy() - x) ** 2).mean())
+    assert err["lc"] < 0.5 * noisy and err["lc"] < 1.25 * err["np"]
+    assert BM3D(profile="lc").config == {"channels": 1, "profile": "lc"}
+    with pytest.raises(ValueError, match="profile"):
+        BM3D(profile="fast")

@@ -39,6 +39,11 @@ def carries_derivatives(y: Tensor) -> bool:
 class BM3D(Denoiser):
     """BM3D with the true σ (``bm3d.bm3d(y, sigma_psd=σ)``; ``bm3d_rgb`` for 3 channels); not blind.
 
+    ``profile``: ``"np"`` (the package's normal profile, the reference for tables) or ``"lc"`` (its
+    low-complexity profile: fewer blocks matched; measured on camera with σ = 0.1 on one thread:
+    0.22 s instead of 0.54 s at 64×64 and 0.89 s instead of 2.83 s at 256×256, for 0.07 / 0.18 dB less
+    PSNR), which keeps Algorithm 1 at 64×64 interactive.
+
     Not differentiable: ``differentiable = False``; calling it on a tensor that carries derivatives
     raises :class:`NotDifferentiableError` with ``not_differentiable_reason``. The ``bm3d`` package is
     optional (``pip install 'denoiser-explorer[bm3d]'``); without it the constructor raises ImportError.
@@ -52,8 +57,12 @@ class BM3D(Denoiser):
                                  "dimension and posterior variance cannot be computed for it; it denoises, takes part "
                                  "in tables, and Algorithms 1 and 2 (which only call x̂) sample with it")
 
-    def __init__(self, channels: int = 1):
+    PROFILES = ("np", "lc")
+
+    def __init__(self, channels: int = 1, profile: str = "np"):
         super().__init__()
+        if profile not in self.PROFILES:
+            raise ValueError(f"BM3D profile must be one of {self.PROFILES}, got {profile!r}")
         try:
             import bm3d
         except ImportError:
@@ -62,7 +71,8 @@ class BM3D(Denoiser):
         self.channels = whole("channels", channels)
         if channels not in (1, 3):
             raise ValueError(f"BM3D denoises gray (1) or RGB (3) images, got channels={channels}")
-        self.config = dict(channels=channels)
+        self.config = dict(channels=channels, profile=profile)
+        self._profile: Any = bm3d.BM3DProfileLC() if profile == "lc" else "np"
 
     def forward(self, y: Tensor, sigma: SigmaLike = None) -> Tensor:
         if carries_derivatives(y):
@@ -72,7 +82,7 @@ class BM3D(Denoiser):
         out = []
         for img, si in zip(y.detach().cpu().double().numpy(), s):
             if img.shape[0] == 1:
-                out.append(np.asarray(self._bm3d.bm3d(img[0], sigma_psd=si))[None])
+                out.append(np.asarray(self._bm3d.bm3d(img[0], sigma_psd=si, profile=self._profile))[None])
             else:
-                out.append(np.moveaxis(self._bm3d.bm3d_rgb(np.moveaxis(img, 0, -1), sigma_psd=si), -1, 0))
+                out.append(np.moveaxis(self._bm3d.bm3d_rgb(np.moveaxis(img, 0, -1), sigma_psd=si, profile=self._profile), -1, 0))
         return torch.as_tensor(np.stack(out), dtype=y.dtype, device=y.device)

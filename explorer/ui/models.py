@@ -32,6 +32,7 @@ CLASSICAL: dict[str, tuple[str, dict[str, Any]]] = {
     "classical: non-local means": ("NonLocalMeans", {}),
     "classical: wavelet shrinkage (sym8, cycle spinning)": ("WaveletShrinkage", {}),
     "classical: BM3D": ("BM3D", {}),
+    "classical: BM3D (low-complexity profile)": ("BM3D", {"profile": "lc"}),
 }
 _EXTRA: dict[str, Any] = {}
 _CLASSICAL_HANDLES: dict[str, Any] = {}
