@@ -2,8 +2,11 @@
 import panel as pn
 
 from explorer.ui.decomposition_view import DecompositionView
+from explorer.ui.links import link_view
 from explorer.ui.theme import limit_torch_threads
 
 pn.extension("mathjax", notifications=True)
 limit_torch_threads()
-DecompositionView().template().servable(title="Multiscale decomposition · Denoiser Explorer")
+view = DecompositionView()
+link_view(view, "decomposition")  # the settings live in the URL: a link reopens this view
+view.template().servable(title="Multiscale decomposition · Denoiser Explorer")

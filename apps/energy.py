@@ -2,8 +2,11 @@
 import panel as pn
 
 from explorer.ui.energy_view import EnergyView
+from explorer.ui.links import link_view
 from explorer.ui.theme import limit_torch_threads
 
 pn.extension("mathjax", "filedropper", notifications=True)
 limit_torch_threads()
-EnergyView().template().servable(title="Energies · Denoiser Explorer")
+view = EnergyView()
+link_view(view, "energy")  # the settings live in the URL: a link reopens this view
+view.template().servable(title="Energies · Denoiser Explorer")

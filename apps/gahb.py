@@ -2,8 +2,11 @@
 import panel as pn
 
 from explorer.ui.gahb_view import GAHBView
+from explorer.ui.links import link_view
 from explorer.ui.theme import limit_torch_threads
 
 pn.extension("mathjax", notifications=True)
 limit_torch_threads()
-GAHBView().template().servable(title="GAHB · Denoiser Explorer")
+view = GAHBView()
+link_view(view, "gahb")  # the settings live in the URL: a link reopens this view
+view.template().servable(title="GAHB · Denoiser Explorer")

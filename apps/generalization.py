@@ -2,8 +2,11 @@
 import panel as pn
 
 from explorer.ui.generalization_view import GeneralizationView
+from explorer.ui.links import link_view
 from explorer.ui.theme import limit_torch_threads
 
 pn.extension("mathjax", notifications=True)
 limit_torch_threads()
-GeneralizationView().template().servable(title="Generalization · Denoiser Explorer")
+view = GeneralizationView()
+link_view(view, "generalization")  # the settings live in the URL: a link reopens this view
+view.template().servable(title="Generalization · Denoiser Explorer")

@@ -2,8 +2,11 @@
 import panel as pn
 
 from explorer.ui.report_view import ReportView
+from explorer.ui.links import link_view
 from explorer.ui.theme import limit_torch_threads
 
 pn.extension("mathjax", notifications=True)
 limit_torch_threads()
-ReportView().template().servable(title="Property report · Denoiser Explorer")
+view = ReportView()
+link_view(view, "report")  # the settings live in the URL: a link reopens this view
+view.template().servable(title="Property report · Denoiser Explorer")

@@ -1,12 +1,12 @@
 """The coarse-to-fine sampler as a web app: ``panel serve apps/sampler.py``.
 
-The settings are mirrored in the URL (``?beta=0.2&size=32&chains=1``; the old ``batch=`` still works), so a
-view can be bookmarked.
+The model and the settings are mirrored in the URL (``?beta=0.2&seed=4&size=32&chains=1``; the old ``batch=``
+still works), so a link reopens the view (explorer.ui.links).
 """
 import panel as pn
 
+from explorer.ui.links import link_view
 from explorer.ui.sampler_view import SamplerView
-from explorer.ui.tasks import sync_url
 from explorer.ui.theme import limit_torch_threads
 
 pn.extension("mathjax", notifications=True)
@@ -15,5 +15,5 @@ view = SamplerView()
 legacy = (pn.state.session_args or {}).get("batch")
 if legacy and not (pn.state.session_args or {}).get("chains"):
     view.run.chains = int(legacy[0])
-sync_url(view.run, ["beta", "h0", "sigma0", "sigma_L", "seed", "size", "chains"])
+link_view(view, "sampler")
 view.template().servable(title="Coarse-to-fine sampler · Denoiser Explorer")

@@ -1,4 +1,5 @@
-"""Reusable widgets that drive a tool: :class:`RunControls` (Step / Play / Pause / Reset, progress, status)."""
+"""Reusable widgets that drive a tool: :class:`RunControls` (Step / Play / Pause / Reset, progress, status),
+:func:`bounded_input` (a number field that clamps visibly) and :class:`CopyLink` (the "copy link" button)."""
 from __future__ import annotations
 
 import traceback
@@ -135,3 +136,52 @@ def bounded_input(owner: param.Parameterized, name: str, label: str | None = Non
     widget.param.watch(typed, "value")
     owner.param.watch(lambda e: setattr(widget, "value", e.new), name)
     return widget
+
+
+#: What the copy-link button runs in the browser: the page's address (every setting of the tool is in its query,
+#: see :mod:`explorer.ui.links`) to the clipboard; where the browser refuses (no permission, an insecure origin,
+#: some headless browsers), the address is shown in ``field`` to copy by hand.
+COPY_LINK_JS = """
+const url = window.location.href
+const by_hand = () => { field.value = url; field.visible = true }
+if (navigator.clipboard && navigator.clipboard.writeText) {
+  navigator.clipboard.writeText(url).then(() => {
+    button.label = "✓ Link copied"
+    setTimeout(() => { button.label = LABEL }, 2000)
+  }, by_hand)
+} else {
+  by_hand()
+}
+"""
+
+
+class CopyLink(pn.viewable.Viewer):
+    """A "🔗 Copy link" button for the address of the view shown, and what a link could not restore.
+
+    ``button`` copies ``window.location.href`` (in the browser: no round trip to the server); if the clipboard
+    is refused, ``field`` appears with the address to copy by hand. ``note_pane`` says which values of the
+    link that opened the page were clamped or ignored (:meth:`show_note`).
+    """
+
+    LABEL = "🔗 Copy link"
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self.button = pn.widgets.Button(label=self.LABEL, color="primary", variant="outline", sizing_mode="stretch_width",
+                                        description="Copy the address of this view: it reopens the same model, "
+                                                    "image and settings (seed included)")
+        self.field = pn.widgets.TextInput(label="Link to this view (copy it by hand)", visible=False,
+                                          sizing_mode="stretch_width")
+        self.note_pane = pn.pane.Alert("", alert_type="warning", visible=False, sizing_mode="stretch_width")
+        self.button.js_on_click(args=dict(field=self.field, button=self.button),
+                                code=COPY_LINK_JS.replace("LABEL", repr(self.LABEL)))
+
+    def show_note(self, messages: list[str]) -> None:
+        """Say what the opening link held that could not be used (hidden when ``messages`` is empty)."""
+        self.note_pane.object = "**This link was partly used.** " + " ".join(messages) if messages else ""
+        self.note_pane.visible = bool(messages)
+        if messages:
+            notify(" ".join(messages), kind="warning")
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(self.button, self.field, self.note_pane, sizing_mode="stretch_width", margin=0)

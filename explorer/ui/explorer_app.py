@@ -18,6 +18,7 @@ import panel as pn
 import param
 from PIL import Image
 
+from .links import Linked, link_view
 from .plots import gray_image
 from .text import notify, tex
 from .theme import ACCENT
@@ -144,7 +145,11 @@ def open_label(tool: Tool) -> str:
 
 
 class ExplorerApp(ToolView):
-    """Navigation over the overview page and every available tool; ``page`` is the key shown."""
+    """Navigation over the overview page and every available tool; ``page`` is the key shown.
+
+    Served, the open tool's settings follow in the URL with its key as prefix (``filters.sigma``: tools never
+    share a key); leaving a tool takes its keys out of the URL, and opening one restores it from the URL.
+    """
 
     title = "All tools"
 
@@ -153,6 +158,7 @@ class ExplorerApp(ToolView):
     def __init__(self, **params: Any):
         super().__init__(**params)
         self.views: dict[str, Any] = {}
+        self._linked: Linked | None = None
         self._main = pn.Column(sizing_mode="stretch_width", margin=0)
         self._side = pn.Column(sizing_mode="stretch_width", margin=0)
         self._nav = self._make_nav()
@@ -203,6 +209,9 @@ class ExplorerApp(ToolView):
     @param.depends("page", watch=True)
     def _show(self) -> None:
         key = self.page
+        if self._linked is not None:
+            self._linked.unlink()
+            self._linked = None
         for b, k in zip(self._buttons, ["overview", *[t.key for t in TOOLS]]):
             b.variant = "solid" if k == key else "outline"
         if key == "overview":
@@ -221,6 +230,7 @@ class ExplorerApp(ToolView):
             return
         self._main[:] = [pn.pane.Markdown(f"## {self.tool(key).title}", margin=(0, 10)), main]
         self._side[:] = [side] if side is not None else []
+        self._linked = link_view(v, key, prefix=f"{key}.", box=self.link_box)
 
     def sidebar(self) -> list[pn.viewable.Viewable]:
         """The navigation, then the open tool's controls."""

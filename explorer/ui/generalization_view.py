@@ -26,7 +26,7 @@ from .export import downloads, npz_bytes, png_bytes
 from .generalization_state import (EXPLANATION, MODELS, PSNR_SIGMA, SWEEP_STEP, GeneralizationState,
                                    sample_note, verdict_text)
 from .plots import gray_image
-from .tasks import BackgroundWorker, LatestTask, sync_url
+from .tasks import BackgroundWorker, LatestTask
 from .text import alert, elapsed_text, explanation, notify, show_alert
 from .toolview import ToolView
 
@@ -355,7 +355,6 @@ class GeneralizationView(ToolView):
     def main(self) -> pn.Column:
         self.task.bind()
         self.worker.bind()
-        sync_url(self.state, ["N", "seed", "beta", "h0"])  # a link reproduces the result
         if not self.state.available:
             self._no_pair()
         sw = dict(sizing_mode="stretch_width")

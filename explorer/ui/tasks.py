@@ -14,7 +14,8 @@ One daemon worker thread per runner, alive while it has work queued:
 
 Both: ``cancel()`` / ``stop()``, ``running``; a destroyed session stops the work and ends the thread;
 errors are printed and reported on the loop; nothing is pushed to a page whose websocket has closed
-(:func:`session_closed`: the work is stopped instead). Also :func:`session_doc` and :func:`sync_url`.
+(:func:`session_closed`: the work is stopped instead). Also :func:`session_doc` (the URL of a view is kept by
+:mod:`explorer.ui.links`).
 """
 from __future__ import annotations
 
@@ -24,11 +25,10 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import panel as pn
-import param
 from panel.io.state import set_curdoc
 
 
@@ -373,11 +373,3 @@ class BackgroundWorker(LatestTask):
         except Exception:
             pass
 
-
-def sync_url(viewer: param.Parameterized, names: Sequence[str]) -> None:
-    """Mirror parameters in the page URL's query string (both ways) when served; a no-op elsewhere."""
-    try:
-        if pn.state.location is not None and pn.state.curdoc is not None:
-            pn.state.location.sync(viewer, {n: n for n in names})
-    except Exception:
-        traceback.print_exc()

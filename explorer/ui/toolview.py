@@ -17,6 +17,7 @@ from typing import Any
 
 import panel as pn
 
+from .controls import CopyLink
 from .theme import APP_TITLE, SIDEBAR_WIDTH, as_list, make_template
 
 #: The least width of a tool's main area beside its sidebar: in a narrower output (a notebook cell) the main
@@ -34,11 +35,19 @@ class ToolView(pn.viewable.Viewer):
     Each returns a viewable or a list of viewables. ``__panel__`` lays them out in a row that wraps the main
     area below the sidebar when it would be narrower than :data:`MAIN_MIN_WIDTH` (and empties the row it
     made before, leaving :data:`MOVED_MESSAGE` there); :meth:`template` puts them in the page
-    template with ``title`` in the header.
+    template with ``title`` in the header and the "copy link" button (:attr:`link_box`) above the controls.
     """
 
     title: str = APP_TITLE  # the page header of the tool
     _shown: pn.FlexBox | None = None  # the layout of the latest ``__panel__``
+    _link_box: CopyLink | None = None
+
+    @property
+    def link_box(self) -> CopyLink:
+        """The page's "🔗 Copy link" button and its note on the link that opened it (made on first use)."""
+        if self._link_box is None:
+            self._link_box = CopyLink()
+        return self._link_box
 
     def sidebar(self) -> pn.viewable.Viewable | Sequence[Any]:
         """The tool's controls (implemented by each tool)."""
@@ -59,5 +68,5 @@ class ToolView(pn.viewable.Viewer):
         return self._shown
 
     def template(self) -> pn.template.FastListTemplate:
-        """The tool as a full page (what ``apps/*.py`` serve)."""
-        return make_template(self.title, self.main(), self.sidebar())
+        """The tool as a full page (what ``apps/*.py`` serve): :attr:`link_box` above the controls."""
+        return make_template(self.title, self.main(), [self.link_box, *as_list(self.sidebar())])
