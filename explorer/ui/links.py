@@ -6,8 +6,8 @@ from the view: ``picker``, ``source``, ``run``, ``state``, or the view itself) a
 standalone apps use the keys as they are (``apps/filters.py?sigma=0.2&seed=7&row=5&col=20``); the all-tools
 app prefixes them with the open tool (``main?page=filters&filters.sigma=0.2``), so tools never share a key.
 
-- :func:`restore` — set a view's parameters from a query (a dict), one by one in list order (the model before the image
-  size it offers, the image before the pixel it bounds). A value a hand-edited link got wrong never reaches a
+- :func:`restore` — set a view's parameters from a query (a dict), one by one in list order (the model
+  before the image size it offers, the image before the pixel it bounds). A value a hand-edited link got wrong never reaches a
   parameter: a number out of range is clamped, a name that is not offered, an unreadable value or an upload
   (its file is not in the link) is ignored, and each returns a sentence saying so.
 - :func:`query_of` — the view's current settings as query strings (what a copied link holds).
@@ -44,6 +44,11 @@ class Link:
     unlinkable: tuple[Any, ...] = ()
 
 
+#: The energy tool's probe "uploaded file" (energy_state.PROBE_UPLOAD, not imported: that module loads the energy
+#: library, which the all-tools app only loads when the tool is opened; tests/ui/test_links.py checks the two agree).
+ENERGY_UPLOAD = "uploaded file"
+
+
 def _picker(owner: str = "picker", key: str = "model") -> tuple[Link, ...]:
     return (Link(key, owner, "model"),)
 
@@ -66,7 +71,7 @@ LINKS: dict[str, tuple[Link, ...]] = {
                                               "sigma_L", "chains", "seed")),
     "filters": (*_own("", "models"), *_image(), *_own("", "sigma", "seed", "row", "col", "crop", "posterior")),
     "gahb": (*_picker(), *_image(), *_own("", "sigma", "seed", "k", "vectors", "probes", "curve")),
-    "energy": (*_picker(), Link("dataset", "state", "dataset"), Link("probe", "state", "probe", unlinkable=("upload",)),
+    "energy": (*_picker(), Link("dataset", "state", "dataset"), Link("probe", "state", "probe", unlinkable=(ENERGY_UPLOAD,)),
                *_own("state", "count", "patch", "unit", "bins", "show_all_references")),
     "toy2d": _own("", "sigma", "lobes", "amplitude", "n_arrows", "log_scale", "beta", "h0", "sigma0", "sigma_L",
                   "chains", "seed"),

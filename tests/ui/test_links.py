@@ -110,6 +110,14 @@ def test_a_hand_edited_link_is_clamped_or_ignored_and_says_so(tiny_handle):
     assert "outside 0–0.5: 0.5 is used" in text and "cannot be reopened from a link" in text
 
 
+def test_an_uploaded_probe_is_not_reopened_from_a_link():
+    from explorer.ui.energy_state import PROBE_NONE, PROBE_UPLOAD
+
+    view = make("energy")
+    messages = links.restore(view, "energy", {"probe": PROBE_UPLOAD})
+    assert view.state.probe == PROBE_NONE and "cannot be reopened from a link" in messages[0]
+
+
 def test_a_partly_valid_model_list_keeps_the_valid_names(tiny_handle):
     view = make("filters")
     messages = links.restore(view, "filters", {"models": ["no-such-model", GAUSS]})
