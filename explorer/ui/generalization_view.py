@@ -84,7 +84,7 @@ class GeneralizationView(ToolView):
         self.worker = BackgroundWorker(self._render_sweep, period=400, name="generalization-sweep")
         self._drawn_seeds, self._drawn_at = -1, 0.0
         self._results = pn.Column(sizing_mode="stretch_width", margin=0)  # hidden while there is no pair
-        self.state.param.watch(lambda _e: self.run(), ["N", "seed", "beta", "h0"])
+        self.state.param.watch(lambda *_e: self.run(), ["N", "seed", "beta", "h0"])
         self.state.param.watch(lambda _e: self._settings_changed(), ["beta", "h0", "sigma_L", "max_steps"])
         self._show_source()
         self._draw_images()

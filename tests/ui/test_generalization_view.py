@@ -104,6 +104,8 @@ def test_the_view_builds_runs_and_sweeps(state):
     assert state.result is not None and view.error == ""  # the first seed ran while building
     state.seed = 3  # a change of seed samples again
     assert state.result.seed == 3
+    state.param.update(seed=4, beta=0.4)  # several settings at once (one batch of events): one run of the new ones
+    assert (state.result.seed, state.result.settings["beta"]) == (4, 0.4)
     assert "cos = " in state.image_panels()[1][0]
     view.sweep()
     view.worker.join(120)
