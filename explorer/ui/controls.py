@@ -156,14 +156,14 @@ if (navigator.clipboard && navigator.clipboard.writeText) {
 
 
 class CopyLink(pn.viewable.Viewer):
-    """A "🔗 Copy link" button for the address of the view shown, and what a link could not restore.
+    """A "Copy link" button for the address of the view shown, and what a link could not restore.
 
     ``button`` copies ``window.location.href`` (in the browser: no round trip to the server); if the clipboard
     is refused, ``field`` appears with the address to copy by hand. ``note_pane`` says which values of the
     link that opened the page were clamped or ignored (:meth:`show_note`).
     """
 
-    LABEL = "🔗 Copy link"
+    LABEL = "Copy link"
 
     def __init__(self, **params: Any):
         super().__init__(**params)

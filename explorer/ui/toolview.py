@@ -44,7 +44,7 @@ class ToolView(pn.viewable.Viewer):
 
     @property
     def link_box(self) -> CopyLink:
-        """The page's "🔗 Copy link" button and its note on the link that opened it (made on first use)."""
+        """The page's "Copy link" button and its note on the link that opened it (made on first use)."""
         if self._link_box is None:
             self._link_box = CopyLink()
         return self._link_box

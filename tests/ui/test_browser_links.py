@@ -1,6 +1,6 @@
 """Links that reopen a view (issue #21 §3), in headless chromium: a link's settings are on the page when it
 opens (widgets and status lines), a bad value in it is clamped and said, a change in the sidebar is written
-back into the address, and "🔗 Copy link" copies that address (to the clipboard, or into the field it shows
+back into the address, and "Copy link" copies that address (to the clipboard, or into the field it shows
 when the clipboard is refused)."""
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def assert_clean(page, served_app) -> None:
 
 
 def copy_link(page) -> str:
-    """Press "🔗 Copy link" and return what it gave: the clipboard's text, or the fallback field's value."""
+    """Press "Copy link" and return what it gave: the clipboard's text, or the fallback field's value."""
     page.locator("button", has_text="Copy link").first.click()
     page.wait_for_selector("button:has-text('Link copied'), .bk-input-group:has(label:text-matches('^Link to this view'))"
                            " input:visible", timeout=10_000)

@@ -159,7 +159,7 @@ def test_coerce_reads_the_types_of_a_query():
 
 def test_the_copy_link_button_copies_the_address_or_shows_it():
     box = CopyLink()
-    assert box.button.label == "🔗 Copy link" and not box.field.visible
+    assert box.button.label == "Copy link" and not box.field.visible
     assert "navigator.clipboard.writeText(url)" in COPY_LINK_JS and "field.visible = true" in COPY_LINK_JS
     model = box.button.get_root()
     assert "navigator.clipboard.writeText(url)" in model.js_event_callbacks["button_click"][0].code  # in the browser
