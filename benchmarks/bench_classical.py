@@ -21,16 +21,7 @@ from explorer.data.builtin import builtin_image
 from explorer.linearization import forget_linearizations
 from explorer.ui.models import CLASSICAL, get_handle
 
-
-def timed(fn, reps: int = 3) -> float:
-    """The smallest wall time of ``reps`` calls after one warm-up."""
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+from bench_energy import best_time  # the benchmarks' one timer (run from benchmarks/: its folder is on sys.path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,13 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in CLASSICAL:
         handle = get_handle(name)
         told = None if handle.blind else 0.1
-        forward = timed(lambda: handle.denoise(y, told))
+        forward = best_time(lambda: handle.denoise(y, told), 3)
         if getattr(handle.model, "differentiable", True):
             def first_click() -> None:
                 forget_linearizations(handle)
                 jacobian.row(handle, y, pixel, told)
 
-            row = timed(first_click)
+            row = best_time(first_click, 3)
             row_text = f"{row:.3f} | {row / forward:.1f}"
         else:
             row_text = "— (no Jacobian) | —"
