@@ -62,8 +62,8 @@ from .energies_sources import (  # noqa: F401
     items_for_source, mnist_items, mnist_label, patch_items, quantity_of_source, source_spec,
 )
 from .energies_stats import (  # noqa: F401
-    DEFAULT_PERCENTILES, EULER_GAMMA, analyse, gumbel_fit, gumbel_pdf, histogram, percentile_indices, reference_energies,
-    summary,
+    DEFAULT_PERCENTILES, EULER_GAMMA, analyse, gumbel_fit, gumbel_pdf, histogram, log10_probability_ratio, percentile_indices,
+    reference_energies, summary,
 )
 from .likelihood import CONTINUOUS, DEFAULT_DRAWS, UNITS, NLLQuantity, in_unit, nll_quantity  # noqa: F401
 

@@ -62,20 +62,24 @@ def _as_batch(images: Sequence[np.ndarray], channels: int) -> torch.Tensor:
 
 
 def is_normalized(target: Target) -> bool:
-    return bool(torch.isfinite(_module(target).log_z))
+    """Whether ``target``'s −log p is absolute: an energy model whose log Z is known, or a model with an
+    exact density and no log Z buffer at all (the stationary Gaussian of :mod:`explorer.gaussian_baseline`)."""
+    log_z = getattr(_module(target), "log_z", None)
+    return log_z is None or bool(torch.isfinite(log_z))
 
 
 def nll_function(target: Target) -> Callable[[torch.Tensor], torch.Tensor]:
     """x ↦ −log p(x) in nats per image (U(x, t_min) when not normalized). A :class:`ModelHandle` is
     called through its methods, so each call holds the handle's lock; a bare model runs under no_grad."""
     module = _module(target)
-    t_min = float(module.t_min)
+    normalized = is_normalized(target)
+    t_min = None if normalized else float(module.t_min)
     if isinstance(target, ModelHandle):
-        return target.nll if is_normalized(target) else (lambda x: target.energy(x, t_min))
+        return target.nll if normalized else (lambda x: target.energy(x, t_min))
 
     def f(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return module.nll(x) if is_normalized(module) else module.energy(x, t_min)
+            return module.nll(x) if normalized else module.energy(x, t_min)
     return f
 
 

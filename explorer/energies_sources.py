@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .data import builtin, files, mnist, registry
+from .data.patches import patch_positions
 from .likelihood import CONTINUOUS, NLLQuantity
 
 MNIST_SOURCES = {"mnist": "all", "mnist:held-out": "held-out", "mnist:training": "training"}
@@ -76,8 +77,11 @@ def data_note(data: str) -> str | None:
     return PADDED_MNIST_NOTE if data in MNIST_SOURCES else None
 
 
-def patch_items(folder: str | Path, size: int, per_image: int, gray: bool = True) -> list[Item]:
-    """Non-overlapping size×size tiles of every image of ``folder`` (up to ``per_image``, evenly spread)."""
+def patch_items(folder: str | Path, size: int, per_image: int | None, gray: bool = True, stride: int | None = None) -> list[Item]:
+    """size×size patches of every image of ``folder`` at ``stride`` pixels (default ``size``: non-overlapping
+    tiles), never past the border (:func:`explorer.data.patches.patch_positions`); up to ``per_image`` of
+    them per image, evenly spread in row-major order (None: all)."""
+    step = size if stride is None else stride
     out = []
     for p in files.list_images(folder):
         try:
@@ -85,30 +89,35 @@ def patch_items(folder: str | Path, size: int, per_image: int, gray: bool = True
         except files.ImageFileError as e:
             out.append(Item(_file_key(p), p.name, lambda e=e: (_ for _ in ()).throw(e)))  # reported at compute time
             continue
-        tiles = [(r, c) for r in range(0, img.shape[0] - size + 1, size) for c in range(0, img.shape[1] - size + 1, size)]
-        chosen = [tiles[i] for i in np.unique(np.linspace(0, len(tiles) - 1, min(per_image, len(tiles))).round().astype(int))] if tiles else []
+        tiles = [(int(r), int(c)) for r in patch_positions(img.shape[0], size, step) for c in patch_positions(img.shape[1], size, step)]
+        keep = len(tiles) if per_image is None else min(per_image, len(tiles))
+        chosen = [tiles[i] for i in np.unique(np.linspace(0, len(tiles) - 1, keep).round().astype(int))] if tiles else []
         for r, c in chosen:
             out.append(Item(f"{_file_key(p)}|{r},{c}|{size}", f"{p.name}@{r},{c}", lambda img=img, r=r, c=c: img[r:r + size, c:c + size]))
     return out
 
 
-def items_for(source: str, gray: bool = True, size: int | None = None, patch: int = 32, per_image: int = 16) -> list[Item]:
+def items_for(source: str, gray: bool = True, size: int | None = None, patch: int = 32, per_image: int | None = 16,
+              stride: int | None = None) -> list[Item]:
     """``mnist`` / ``mnist:held-out`` / ``mnist:training``, ``builtin`` (optionally resized to ``size``),
-    ``patches:DIR`` or a folder path."""
+    ``patches:DIR`` (:func:`patch_items`: ``patch``, ``per_image``, ``stride``) or a folder path."""
     if source in MNIST_SOURCES:
         return mnist_items(part=MNIST_SOURCES[source])
     if source == "builtin":
         return builtin_items(size, gray)
     if source.startswith("patches:"):
-        return patch_items(source.split(":", 1)[1], patch, per_image, gray)
+        return patch_items(source.split(":", 1)[1], patch, per_image, gray, stride)
     return folder_items(source, gray)
 
 
-def source_spec(data: str, gray: bool = True, size: int | None = None, patch: int = 32, per_image: int = 16,
-                quantity: NLLQuantity = CONTINUOUS) -> str:
+def source_spec(data: str, gray: bool = True, size: int | None = None, patch: int = 32, per_image: int | None = 16,
+                quantity: NLLQuantity = CONTINUOUS, stride: int | None = None) -> str:
     """The JSON description of a data set (the :func:`items_for` arguments) and of the quantity computed
-    (named only when discrete): the cache's source id and what Dask workers re-list the items from."""
+    (named only when discrete): the cache's source id and what Dask workers re-list the items from.
+    ``stride`` is named only when given (a description without it is that of non-overlapping tiles)."""
     spec: dict[str, Any] = {"data": data, "size": size, "patch": patch, "per_image": per_image, "gray": gray}
+    if stride is not None:
+        spec["stride"] = stride
     if quantity.discrete:
         spec["quantity"] = quantity.spec()
     return json.dumps(spec)
@@ -128,7 +137,7 @@ def quantity_of_source(source: str) -> NLLQuantity:
 def items_for_source(source: str) -> list[Item]:
     """The items of a :func:`source_spec` description (carrying its quantity)."""
     s = json.loads(source)
-    items = items_for(s["data"], gray=s["gray"], size=s["size"], patch=s["patch"], per_image=s["per_image"])
+    items = items_for(s["data"], gray=s["gray"], size=s["size"], patch=s["patch"], per_image=s["per_image"], stride=s.get("stride"))
     q = quantity_of_source(source)
     for it in items:
         it.quantity = q
@@ -141,7 +150,7 @@ def absolute_source(source: str) -> str:
     Raises ValueError for a source that is not such a description."""
     try:
         s = json.loads(source)
-        if not isinstance(s, dict) or set(s) - {"quantity"} != {"data", "size", "patch", "per_image", "gray"}:
+        if not isinstance(s, dict) or set(s) - {"quantity", "stride"} != {"data", "size", "patch", "per_image", "gray"}:
             raise ValueError
     except ValueError:
         raise ValueError(f"distributed energies need a source_spec(...) description as source, got {source!r}") from None

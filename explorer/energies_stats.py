@@ -12,7 +12,7 @@ from scipy import optimize, stats
 
 from .energies_cache import Target, _module
 from .energies_compute import EnergyReport, image_energies
-from .likelihood import CONTINUOUS, NLLQuantity, in_unit
+from .likelihood import CONTINUOUS, LN10, NLLQuantity, in_unit
 
 EULER_GAMMA = 0.5772156649015329
 DEFAULT_PERCENTILES = (1.0, 5.0, 25.0, 50.0, 75.0, 95.0, 99.0)
@@ -67,6 +67,16 @@ def gumbel_pdf(x: np.ndarray, fit: dict[str, Any]) -> np.ndarray:
     sign = 1.0 if fit["side"] == "right" else -1.0
     z = (sign * np.asarray(x, dtype=np.float64) - sign * fit["loc"]) / fit["scale"]
     return np.exp(-z - np.exp(-z)) / fit["scale"]
+
+
+def log10_probability_ratio(nats: np.ndarray) -> float:
+    """k such that p_max / p_min = 10^k between the most and the least probable image of a set:
+    k = (max − min of −log p, in nats per image) / ln 10. For images of d values whose −log p spans
+    [a, b] dB/dim, k = d·(b − a)/10 (Guth et al.: 2.55 to 36.95 dB/dim on 64×64, a ratio of about 10^14 092)."""
+    v = np.asarray(nats, dtype=np.float64)
+    if v.size == 0:
+        raise ValueError("no energies: no probability ratio")
+    return float((v.max() - v.min()) / LN10)
 
 
 def histogram(values: np.ndarray, bins: int | str = "auto") -> dict[str, list[float]]:

@@ -153,6 +153,36 @@ class PatchSampler:
         self._generator.set_state(state["generator"])
 
 
+def patch_positions(length: int, size: int, stride: int) -> np.ndarray:
+    """Starts 0, s, 2s, … of the size-pixel windows along a side of ``length`` pixels that lie inside it.
+
+    Every window is inside the image (no padding): the last start is ⌊(length − size)/s⌋·s, so the last
+    (length − size) mod s pixels of the side are in no window (none are left out when length − size is a
+    multiple of s, and for s ≤ size every other pixel is in one). None when length < size.
+    """
+    for name, v in (("size", size), ("stride", stride)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"patch {name} must be a positive integer, got {v!r}")
+    return np.arange(0, length - size + 1, stride, dtype=np.int64) if length >= size else np.zeros(0, np.int64)
+
+
+def extract_patches(image: np.ndarray, size: int, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every size×size patch of an (H, W) or (H, W, C) image at the given stride, in row-major order:
+    (patches (N, C, size, size) float32, tops (rows,), lefts (cols,)), N = rows·cols, patch k starting at
+    (tops[k // cols], lefts[k % cols]) (positions of :func:`patch_positions`, never past the border)."""
+    a = np.asarray(image, dtype=np.float32)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3:
+        raise ValueError(f"expected an (H, W) or (H, W, C) image, got shape {np.shape(image)}")
+    tops, lefts = patch_positions(a.shape[0], size, stride), patch_positions(a.shape[1], size, stride)
+    if not len(tops) or not len(lefts):
+        raise ValueError(f"the image is {a.shape[0]}×{a.shape[1]}, smaller than the {size}×{size} patch")
+    windows = np.lib.stride_tricks.sliding_window_view(a, (size, size), axis=(0, 1))  # (H−s+1, W−s+1, C, s, s)
+    chosen = windows[tops][:, lefts]
+    return np.ascontiguousarray(chosen.reshape(-1, a.shape[2], size, size)), tops, lefts
+
+
 def random_patches(
     images: Sequence[np.ndarray], n: int, size: int, seed: int | None = None, augment: bool = True
 ) -> np.ndarray:

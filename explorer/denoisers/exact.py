@@ -271,6 +271,21 @@ class StationaryGaussianDenoiser(Denoiser):
         v = self.power(*y.shape[-2:], y) + _positive_sigma(y, sigma, "log_prob") ** 2
         return -0.5 * (yf.abs() ** 2 / v + torch.log(2 * math.pi * v)).flatten(1).sum(dim=1)
 
+    def nll(self, x: Tensor) -> Tensor:
+        """−log N(x; μ𝟙, Σ) per image in nats, shape (B,), float64: the density of the clean image (σ = 0),
+
+            −log p(x) = ½ Σ_f [|F(x − μ)(f)|²/P(f) + log 2πP(f)]      (summed over the channels too),
+
+        the exact negative log-likelihood of the stationary Gaussian (used as the baseline of
+        :mod:`explorer.gaussian_baseline`). Defined only where P > 0 at every frequency (otherwise Σ is
+        singular and there is no density): raises ValueError there."""
+        check_batch(x)
+        xf = torch.fft.fft2(x.to(torch.float64) - self.mean, norm="ortho")
+        p = self.power(*x.shape[-2:], xf.real)
+        if bool((p <= 0).any()):
+            raise ValueError("the spectrum is 0 at some frequency: Σ is singular and the Gaussian has no density")
+        return 0.5 * (xf.abs() ** 2 / p + torch.log(2 * math.pi * p)).flatten(1).sum(dim=1)
+
     def sample(self, n: int, shape: Sequence[int], generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
         """n draws x = μ + F⁻¹[√P · F(z)], z white, of shape (n, C, H, W) for ``shape`` (H, W) or (C, H, W)."""
         c, h, w = _image_shape(shape)
