@@ -1,11 +1,17 @@
 """ModelHandle: one denoiser on one device, shared safely between sessions.
 
-The handle owns the module (eval mode, parameters frozen), a re-entrant first-come-first-served lock
-serialising access (so concurrent Panel sessions can share one model, none starving the others), and numpy <-> torch conversion so a caller
-can pass an (H, W) / (H, W, C) array or a (B, C, H, W) tensor and get the same kind back.
+The handle owns the module (eval mode, parameters frozen), a re-entrant lock serialising access so that
+concurrent Panel sessions can share one model, and numpy <-> torch conversion so a caller can pass an
+(H, W) / (H, W, C) array or a (B, C, H, W) tensor and get the same kind back.
+
+The lock is a :class:`explorer.scheduler.ModelLock`: interactive requests before streaming before bulk,
+sessions in turn, within the device's compute budget; ``denoise`` / ``residual`` calls that queue at the
+same time are batched into one forward pass (:mod:`explorer.batching`). ``EXPLORER_SCHEDULER=fifo``
+selects the former design instead (one first-come-first-served lock per model, no batching), to compare.
 """
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any
 
@@ -15,9 +21,20 @@ from torch import Tensor
 
 from .denoisers.base import Denoiser, SigmaLike
 from .device import default_device
+from .batching import Batcher
 from .fairlock import FairRLock
+from .scheduler import ModelLock, PriorityGate, device_gate
 
 ArrayOrTensor = np.ndarray | Tensor
+SCHEDULERS = ("priority", "fifo")
+
+
+def scheduler_mode() -> str:
+    """``$EXPLORER_SCHEDULER``: ``priority`` (the default) or ``fifo`` (the lock-only design, to compare)."""
+    mode = os.environ.get("EXPLORER_SCHEDULER", "priority")
+    if mode not in SCHEDULERS:
+        raise ValueError(f"EXPLORER_SCHEDULER={mode!r}: choose one of {', '.join(SCHEDULERS)}")
+    return mode
 
 
 def image_to_tensor(image: np.ndarray, device: torch.device | str = "cpu", dtype=torch.float32) -> Tensor:
@@ -63,7 +80,13 @@ class ModelHandle:
         self.model.requires_grad_(False)
         self.card = card or {}
         self.name = name or self.card.get("name") or type(model).__name__
-        self.lock = FairRLock()  # first come, first served across sessions
+        self.lock: ModelLock | FairRLock
+        self._batcher: Batcher | None
+        if scheduler_mode() == "fifo":
+            self.lock, self._batcher = FairRLock(), None
+        else:
+            self.lock = ModelLock(PriorityGate(1, name=self.name), device_gate(self.device))
+            self._batcher = Batcher(self.lock)
         self._padding_noted: set[tuple[int, int]] = set()
 
     # --- flags of the wrapped denoiser
@@ -118,8 +141,11 @@ class ModelHandle:
         t = self.to_tensor(y)
         if isinstance(sigma, Tensor):
             sigma = sigma.to(self.device, self.dtype)
-        with self.lock, torch.no_grad():
-            out = fn(t, sigma)
+        if self._batcher is not None:
+            out = self._batcher(fn, fn.__name__, t, sigma)
+        else:
+            with self.lock, torch.no_grad():
+                out = fn(t, sigma)
         if isinstance(y, Tensor):
             return out.to(y.device, y.dtype if y.is_floating_point() else self.dtype)
         return tensor_to_image(out)

@@ -4,13 +4,14 @@
 # only the step count grows with N (small sets converge early). The last quarter of the steps trains with
 # the norm statistics frozen (--freeze-norms-at), so the evaluated network is the trained one. Each model trains into its run folder
 # ($EXPLORER_RUNS/gen-mnist-N<N>-<A|B>); rerunning resumes unfinished runs and skips finished ones.
+# PARTS=A or PARTS=B trains one half, so that the two halves of a pair can run side by side on two cores.
 # Publish each with: python -m explorer.evaluate ... && python -m explorer.publish RUN
 set -euo pipefail
 PY=${PYTHON:-python}
 THREADS=${THREADS:-1}
 declare -A STEPS=([1]=8000 [10]=8000 [100]=12000 [1000]=20000 [4750]=30000)
 for n in ${SIZES:-1 10 100 1000 4750}; do
-  for part in A B; do
+  for part in ${PARTS:-A B}; do
     name=gen-mnist-N$n-$part
     runs=${EXPLORER_RUNS:-$HOME/.cache/denoiser-explorer/runs}
     resume=()

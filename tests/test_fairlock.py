@@ -65,11 +65,18 @@ def test_mutual_exclusion_under_contention():
     assert worst[0] == 1
 
 
-def test_model_handles_use_the_fair_lock():
+def test_the_fifo_switch_gives_handles_the_fair_lock(monkeypatch):
+    """EXPLORER_SCHEDULER=fifo: the lock-only design (kept to compare with the scheduler)."""
+    import torch
+
     from explorer.denoisers import DnCNN
 
+    monkeypatch.setenv("EXPLORER_SCHEDULER", "fifo")
     handle = ModelHandle(DnCNN(depth=3, width=4), device="cpu")
     assert isinstance(handle.lock, FairRLock)
     with handle.lock:
-        y = handle.denoise(handle_input := __import__("torch").rand(1, 1, 8, 8))  # re-enters the lock it holds
+        y = handle.denoise(handle_input := torch.rand(1, 1, 8, 8))  # re-enters the lock it holds
     assert y.shape == handle_input.shape
+    monkeypatch.setenv("EXPLORER_SCHEDULER", "lifo")
+    with pytest.raises(ValueError, match="priority, fifo"):
+        ModelHandle(DnCNN(depth=3, width=4), device="cpu")

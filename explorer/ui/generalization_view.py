@@ -20,6 +20,7 @@ import numpy as np
 import panel as pn
 
 from explorer.generalization import MEMORIZED
+from explorer.scheduler import Priority
 
 from .controls import bounded_input
 from .export import downloads, npz_bytes, png_bytes
@@ -80,8 +81,10 @@ class GeneralizationView(ToolView):
         self._cos_plot = pn.pane.HoloViews(None, linked_axes=False, min_height=PLOT_H, **sw)
         self._psnr_plot = pn.pane.HoloViews(None, linked_axes=False, min_height=PLOT_H, **sw)
         self._sweep_text = pn.pane.Markdown("", margin=(0, 10), styles={"color": "#555"}, **sw)
-        self.task = LatestTask(self._compute, self._render, self._on_error, self._on_done, name="generalization")
-        self.worker = BackgroundWorker(self._render_sweep, period=400, name="generalization-sweep")
+        self.task = LatestTask(self._compute, self._render, self._on_error, self._on_done, name="generalization",
+                               priority=Priority.STREAMING)
+        self.worker = BackgroundWorker(self._render_sweep, period=400, name="generalization-sweep",
+                                       priority=Priority.BULK)
         self._drawn_seeds, self._drawn_at = -1, 0.0
         self._results = pn.Column(sizing_mode="stretch_width", margin=0)  # hidden while there is no pair
         self.state.param.watch(lambda *_e: self.run(), ["N", "seed", "beta", "h0"])

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import panel as pn
 
+from explorer.scheduler import Priority
+
 from .plots import LiveImage
 from .tasks import LatestTask
 from .text import fmt_number
@@ -43,7 +45,8 @@ class ReconstructionUncertainty:
         self.result: dict[str, Any] | None = None
         self.layout = pn.Column(pn.Row(self.spread, self.jacobian, margin=0), self.text, visible=False,
                                 sizing_mode="stretch_width")
-        self.task = LatestTask(self._compute, self._render, self._failed, name="inverse-uncertainty")
+        self.task = LatestTask(self._compute, self._render, self._failed, name="inverse-uncertainty",
+                               priority=Priority.BULK)
 
     def bind(self) -> None:
         self.task.bind()

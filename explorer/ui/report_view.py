@@ -20,6 +20,7 @@ import param
 from explorer.denoisers import ARCHITECTURES
 from explorer.report import KEYS, Report, measure
 from explorer.report_html import figures, lines_table, render_html
+from explorer.scheduler import Priority
 
 from .models import CLASSICAL, get_handle, model_names
 from .tasks import LatestTask
@@ -75,7 +76,7 @@ class ReportView(ToolView):
                                                       label="⬇ HTML report (self-contained)", width=260, embed=False)
         self._json_download = pn.widgets.FileDownload(callback=self.json, filename="report.json", color="default",
                                                       label="⬇ JSON (card entry)", width=200, embed=False)
-        self.task = LatestTask(self._compute, self._render, self._on_error, name="report")
+        self.task = LatestTask(self._compute, self._render, self._on_error, name="report", priority=Priority.BULK)
 
     # ------------------------------------------------------------------ work
     def run(self) -> None:

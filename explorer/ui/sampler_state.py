@@ -25,6 +25,8 @@ import torch
 import explorer
 from explorer.sampling import predicted_sigmas, predicted_steps, step_size
 
+from .limits import SessionLimit, check_chain_pixels
+
 SIZES = (32, 64, 128, 256)  # the image sizes offered (a model's training size is added)
 DEFAULT_SIZE = 64  # for models whose card gives no training size (classical, exact, registered handles)
 MAX_SNAPSHOTS = 400
@@ -170,10 +172,11 @@ class ChainRun(param.Parameterized):
         if handle is None:
             return None
         try:
+            check_chain_pixels(shape[0], shape[2], shape[3])
             self.sampler = explorer.Sampler(
                 handle, shape=shape, beta=float(self.beta), h0=float(self.h0), sigma0=float(self.sigma0),
                 sigma_L=float(self.sigma_L), seed=int(self.seed), max_steps=int(self.max_steps), **sampler_kw)
-        except ValueError as e:
+        except (ValueError, SessionLimit) as e:
             self.error = str(e)
             return None
         self.error = ""

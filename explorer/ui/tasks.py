@@ -24,12 +24,16 @@ import logging
 import threading
 import time
 import traceback
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import panel as pn
 from panel.io.state import set_curdoc
+
+from ..scheduler import Priority, SessionClosed, drop_session, request_context
+from .limits import check_runs
 
 
 def session_doc() -> Any:
@@ -62,6 +66,12 @@ class _ClosedSocketFilter(logging.Filter):
 CLOSED_SOCKET_FILTER = _ClosedSocketFilter()
 for _logger in ("bokeh.server.views.ws", "asyncio", "tornado.application"):
     logging.getLogger(_logger).addFilter(CLOSED_SOCKET_FILTER)
+
+
+def session_key(doc: Any) -> Any:
+    """The scheduler's name for a served page's session (its bokeh session id), or None outside a server."""
+    context = getattr(doc, "session_context", None)
+    return getattr(context, "id", None) or (id(doc) if context is not None else None)
 
 
 def session_closed(doc: Any) -> bool:
@@ -105,9 +115,11 @@ class LatestTask:
 
     def __init__(self, compute: Callable[[Any, threading.Event, Callable[[Any], None]], Any],
                  render: Callable[[Any], Any], on_error: Callable[[BaseException], Any] | None = None,
-                 on_done: Callable[[], Any] | None = None, name: str = "explorer-task"):
+                 on_done: Callable[[], Any] | None = None, name: str = "explorer-task",
+                 priority: Priority = Priority.INTERACTIVE):
         self._compute, self._render, self._on_error, self._on_done = compute, render, on_error, on_done
         self.name = name
+        self.priority = priority  # the class of the model calls it makes (explorer.scheduler)
         self._gen = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -190,15 +202,20 @@ class LatestTask:
         self._active = False
 
     def shutdown(self) -> None:
-        """Stop the work for good (a closed session); the worker thread ends when its computation returns."""
+        """Stop the work for good (a closed session): its requests queued at the models are dropped; the
+        worker thread ends when its computation returns."""
         self.cancel()
+        drop_session(session_key(self._doc))
 
     # -- the worker side
     def _run(self, gen: int, stop: threading.Event, request: Any, doc: Any) -> None:
         t0, error = time.perf_counter(), None
         try:
             if self.current(gen):  # (not superseded while queued)
-                self._compute(request, stop, lambda payload: self._publish(gen, stop, doc, payload))
+                with request_context(self.priority, session=session_key(doc)):
+                    self._compute(request, stop, lambda payload: self._publish(gen, stop, doc, payload))
+        except SessionClosed:  # the page is gone and its queued model calls were dropped: nothing to report
+            pass
         except BaseException as e:  # shown on the page
             traceback.print_exc()
             error = e
@@ -269,6 +286,9 @@ class LatestTask:
                     traceback.print_exc()
 
 
+_WORKERS: "weakref.WeakSet[BackgroundWorker]" = weakref.WeakSet()  # every worker, for the per-session limit
+
+
 class BackgroundWorker(LatestTask):
     """One long job on the worker thread, its progress shown from a periodic callback of the loop.
 
@@ -279,8 +299,9 @@ class BackgroundWorker(LatestTask):
     server or notebook loop (tests) nothing is scheduled: call :meth:`flush`, or :meth:`join`.
     """
 
-    def __init__(self, render: Callable[[Any], Any], period: int = 100, name: str = "explorer-worker"):
-        super().__init__(lambda work, stop, _publish: work(stop, self.publish), render, name=name)
+    def __init__(self, render: Callable[[Any], Any], period: int = 100, name: str = "explorer-worker",
+                 priority: Priority = Priority.STREAMING):
+        super().__init__(lambda work, stop, _publish: work(stop, self.publish), render, name=name, priority=priority)
         self.period = period
         self._latest: Any = None
         self._dirty = False
@@ -290,6 +311,7 @@ class BackgroundWorker(LatestTask):
         self._error: BaseException | None = None
         self._periodic: Any = None
         self.render_count = 0
+        _WORKERS.add(self)
 
     def _inline(self, doc: Any) -> bool:
         return False  # the work polls ``stop``: it always gets its own thread
@@ -299,6 +321,9 @@ class BackgroundWorker(LatestTask):
         """Run ``work(stop, publish)``; ``on_done(error_or_None)`` is called on the loop when it ends."""
         if not self._job_done.is_set():
             raise RuntimeError("the worker is already running; stop it first")
+        doc = self._target_doc()
+        if doc is not None:  # a served page: at most EXPLORER_MAX_RUNS runs at once (SessionLimit)
+            check_runs(sum(1 for w in list(_WORKERS) if w._doc is doc and not w._job_done.is_set()))
         self._when_done, self._error = on_done, None
         self._job_done.clear()
         self.submit(work)
