@@ -41,6 +41,10 @@ keeps, where σ hardly matters); it is clamped at 0, so a denoiser is always tol
 noise γ_t. In Algorithm 2 the measured part of d_t is exactly minus the noise there, a case the same
 recursion covers (σ_t = s in that subspace).
 
+A ``guidance`` callable g(y_{t−1}, d_t, chains) adds a step to the update, y_t = y_{t−1} + h_t (d_t + g) + γ_t z_t,
+with σ_t and γ_t still measured on d_t alone; it is given the running chains only (``chains``: their indices).
+:mod:`explorer.guidance` pulls towards a target's representation this way.
+
 Each step costs one denoiser call: x̂(y_t) is computed once and reused by the next step and as the
 final image. All randomness comes from one CPU ``torch.Generator`` seeded with ``seed`` (then moved
 to the device), so two denoisers given the same seed see identical initial and injected noise.
@@ -258,7 +262,7 @@ class Sampler:
     chain whose σ_t is non-finite or exceeds ``divergence_factor``·max(σ₀, σ₁), or whose update is
     non-finite, stops as 'diverged' and keeps its last good state; chains still running after
     ``max_steps`` iterations stop as 'max_steps'. Stopped chains are frozen and no longer sent through
-    the denoiser.
+    the denoiser. ``guidance`` (module docstring) adds its step to every update of the running chains.
     """
 
     def __init__(
@@ -278,8 +282,10 @@ class Sampler:
         snapshot_every: int | None = 10,
         divergence_factor: float = 10.0,
         init: Tensor | None = None,
+        guidance: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
     ):
         self.handle = handle
+        self.guidance = guidance
         self.shape = _check_shape(shape, handle.channels)
         self.beta = _check_fraction("beta", beta)
         self.h0 = _check_fraction("h0", h0)
@@ -367,7 +373,8 @@ class Sampler:
         d = ascent_direction(self._x_hat - self._y, self._y, self.measurement, self._x_c)
         sigma = d.flatten(1).norm(dim=1) / math.sqrt(self._n)
         gamma = injected_noise_scale(sigma, h, self.beta)
-        y_new = self._y + h * d + gamma.view(-1, 1, 1, 1) * self._noise()
+        step = d if self.guidance is None else d + self._guide(d, running)
+        y_new = self._y + h * step + gamma.view(-1, 1, 1, 1) * self._noise()
         if t == 1:
             self._sigma_ref = torch.clamp(sigma, min=self.sigma0)
 
@@ -422,6 +429,14 @@ class Sampler:
         """z ~ N(0, I) of the full batch shape from the seeded CPU generator, moved to the device."""
         z = torch.randn(self.shape, generator=self._generator, dtype=torch.float32)
         return z.to(self.device, self.dtype)
+
+    def _guide(self, d: Tensor, running: Tensor) -> Tensor:
+        """The guidance step g(y, d, chains) of the running chains (0 for the others)."""
+        g = torch.zeros_like(d)
+        idx = running.nonzero().squeeze(1)
+        if len(idx):
+            g[idx] = self.guidance(self._y[idx], d[idx], idx)
+        return g
 
     def _denoise(self, y: Tensor, sigma: Tensor) -> Tensor:
         return self.handle.denoise(y, None if self.handle.blind else sigma)

@@ -1,7 +1,9 @@
-"""MNIST digits from an IDX image file (gzip-compressed or raw), as float32 in [0, 1].
+"""MNIST digits from an IDX image file (gzip-compressed or raw), as float32 in [0, 1], and their labels.
 
 IDX3 layout (all integers big-endian): magic 0x00000803 = 2051 (two zero bytes, type 0x08 =
 unsigned byte, 3 dimensions), then uint32 N, rows, cols, then N·rows·cols pixel bytes, row-major.
+The labels file (IDX1) ships beside the images, in the same order: magic 0x00000801 = 2049, uint32 N,
+then N label bytes (the digits 0–9).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 from .files import ImageFileError
 
 IDX3_MAGIC = 2051
+IDX1_MAGIC = 2049
 MNIST_ENV = "EXPLORER_MNIST"
 
 
@@ -75,3 +78,30 @@ def load_mnist(path: str | Path | None = None, pad_to: int | None = 32) -> np.nd
         raise ValueError(f"pad_to={pad_to} is smaller than the {h}×{w} images")
     top, left = (pad_to - h) // 2, (pad_to - w) // 2
     return np.pad(images, ((0, 0), (top, pad_to - h - top), (left, pad_to - w - left)))
+
+
+def labels_path(images_path: str | Path | None = None) -> Path:
+    """The labels file beside an images file: ``…-images-idx3-ubyte[.gz]`` → ``…-labels-idx1-ubyte[.gz]``."""
+    p = default_mnist_path() if images_path is None else Path(images_path)
+    if "-images-idx3-" not in p.name:
+        raise ImageFileError(f"{p}: cannot tell its labels file (expected a name with '-images-idx3-')")
+    return p.with_name(p.name.replace("-images-idx3-", "-labels-idx1-"))
+
+
+def read_idx_labels(path: str | Path) -> np.ndarray:
+    """The (N,) uint8 labels stored in an IDX1 file; raises :class:`ImageFileError` naming it."""
+    path = Path(path)
+    data = _read_bytes(path)
+    if len(data) < 8:
+        raise ImageFileError(f"{path}: {len(data)} bytes is too short for an IDX1 header (8 bytes)")
+    magic, n = struct.unpack(">2I", data[:8])
+    if magic != IDX1_MAGIC:
+        raise ImageFileError(f"{path}: bad magic number {magic} (an IDX1 label file starts with {IDX1_MAGIC})")
+    if len(data) - 8 != n:
+        raise ImageFileError(f"{path}: header announces {n} labels, found {len(data) - 8} bytes")
+    return np.frombuffer(data[8:], dtype=np.uint8).copy()
+
+
+def load_mnist_labels(images_path: str | Path | None = None) -> np.ndarray:
+    """The digit (0–9) of each image of :func:`load_mnist` (same order), from the labels file beside it."""
+    return read_idx_labels(labels_path(images_path))
