@@ -45,6 +45,7 @@ import json
 import math
 import sys
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,32 @@ def is_8bit(x: Tensor, bits: int = 8) -> bool:
     levels = 2**bits - 1
     v = x.to(torch.float64) * levels
     return bool(((v - v.round()).abs() < 1e-3).all())
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def training_source(card: dict[str, Any] | None) -> str | None:
+    """What a model was trained on, as a :func:`patches_of` source: ``mnist:training`` for ``mnist``, the
+    folder its card names (as given, else relative to the repository), or None (no card, a synthetic
+    set, a folder not found here)."""
+    data = ((card or {}).get("training") or {}).get("data")
+    if not isinstance(data, str) or not data:
+        return None
+    if data == "mnist":
+        return "mnist:training"
+    for folder in (Path(data).expanduser(), REPO_ROOT / data):
+        if folder.is_dir():
+            return str(folder.resolve())
+    return None
+
+
+@lru_cache(maxsize=8)
+def baseline_for(source: str, patch: int, bits: int = 0) -> tuple[StationaryGaussianDenoiser, str]:
+    """(the stationary Gaussian fitted to ``patch``×``patch`` patches of ``source`` at stride patch/2, for the
+    b-bit likelihood when ``bits`` > 0; a description of what it was fitted on), kept for the process."""
+    train, what = patches_of(source, patch, max(1, patch // TRAIN_STRIDE_DIVISOR))
+    return fit_stationary_gaussian(train, bits), what
 
 
 # --------------------------------------------------------------------------- the comparison

@@ -27,7 +27,12 @@ MNIST_ALL = "MNIST, all 10 000 digits (9500 training, then 500 held out)"
 MNIST_DATASETS = {MNIST_HELD_OUT: ("mnist:held-out", "MNIST held-out digits"),
                   MNIST_TRAINING: ("mnist:training", "MNIST training digits"),
                   MNIST_ALL: ("mnist", "MNIST digits (training and held out)")}
-DATASETS = (*MNIST_DATASETS, "built-in photographs (patches)", "built-in photographs (resized)", "image folder")
+BSD_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "bsd"  # <parent of the repo>/shared/data/bsd
+#: Folders of photographs cut into patches: the tool's name → (folder, what it is).
+PATCH_FOLDERS = {"BSD Set68 patches (held out from BSD400)": (BSD_DIR / "Set68", "Set68"),
+                 "BSD Set12 patches": (BSD_DIR / "Set12", "Set12")}
+PATCH_DATASETS = (*PATCH_FOLDERS, "built-in photographs (patches)")
+DATASETS = (*MNIST_DATASETS, *PATCH_DATASETS, "built-in photographs (resized)", "image folder")
 
 
 class DataSetError(RuntimeError):
@@ -76,7 +81,8 @@ def list_items(data: str, kw: dict[str, Any], gray: bool = True,
         items = [it for it in items if it.label.split("@")[0] in keep]
     if not items:
         raise DataSetError(f"No images found in {data}.")
-    return items, energies.source_spec(data, gray, kw.get("size"), kw.get("patch", 32), kw.get("per_image", 16), quantity)
+    return items, energies.source_spec(data, gray, kw.get("size"), kw.get("patch", 32), kw.get("per_image", 16), quantity,
+                                       kw.get("stride"))
 
 
 def match_report(items: Sequence[energies.Item], rep: energies.EnergyReport, offset: int
@@ -112,18 +118,26 @@ def common_shape(items: Sequence[energies.Item]) -> tuple[int, int]:
     return max(shapes, key=shapes.get) if shapes else (32, 32)
 
 
-def dataset_source(dataset: str, folder: str = "", folder_patches: bool = False, patch: int = 32
-                   ) -> tuple[str, dict[str, Any], str]:
-    """(items_for data argument, its keyword arguments, a human label) of a data set of :data:`DATASETS`."""
+def dataset_source(dataset: str, folder: str = "", folder_patches: bool = False, patch: int = 32, stride: int | None = None,
+                   per_image: int = 16) -> tuple[str, dict[str, Any], str]:
+    """(items_for data argument, its keyword arguments, a human label) of a data set of :data:`DATASETS`.
+    Patches are ``patch``×``patch`` at ``stride`` (None or ``patch``: non-overlapping tiles), up to ``per_image``
+    per photograph, evenly spread (:func:`explorer.energies.patch_items`)."""
     p = int(patch)
+    step = None if stride in (None, p) else int(stride)
+    cut = dict(patch=p, per_image=int(per_image), stride=step)
+    how = f"{p}×{p} patches (stride {step or p}, ≤ {int(per_image)} per photograph)"
     if dataset in MNIST_DATASETS:
         data, label = MNIST_DATASETS[dataset]
         return data, {}, label
+    if dataset in PATCH_FOLDERS:
+        path, name = PATCH_FOLDERS[dataset]
+        return f"patches:{path}", cut, f"{how} of {name}"
     if dataset == "built-in photographs (patches)":
-        return f"patches:{SKIMAGE_DATA_DIR}", dict(patch=p, per_image=16), f"{p}×{p} patches of the built-in photographs"
+        return f"patches:{SKIMAGE_DATA_DIR}", cut, f"{how} of the built-in photographs"
     if dataset == "built-in photographs (resized)":
         return "builtin", dict(size=p), f"built-in photographs resized to {p}×{p}"
     path = os.path.expanduser(folder.strip())
     if folder_patches:
-        return f"patches:{path}", dict(patch=p, per_image=16), f"{p}×{p} patches of {path}"
+        return f"patches:{path}", cut, f"{how} of {path}"
     return path, {}, f"images of {path}"

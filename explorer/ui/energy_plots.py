@@ -33,6 +33,7 @@ TILE = 64  # on-screen size of a thumbnail
 PROBE_COLOR = "#d62728"
 BIN_COLOR = "#ff7f0e"
 REF_COLOR = "#6b6b6b"
+BASELINE_COLOR = "#2ca02c"
 LABEL_BG = dict(background_fill_color="white", background_fill_alpha=0.85)
 NO_BIN = "#### Images in a bin\nClick a bar of the histogram to see its images."
 
@@ -96,6 +97,19 @@ def histogram_figure(s: EnergyState) -> hv.Overlay | None:
             right = x < xlo + 0.6 * span_x
             layers.append(hv.Text(x, y, f" {text} " if right else f"{text} ", halign="left" if right else "right",
                                   fontsize=8).opts(text_color=REF_COLOR, **LABEL_BG))
+    base = s.baseline_values()
+    if np.isfinite(base).any():
+        mean = float(np.nanmean(base))
+        text = f"stationary Gaussian (mean): {fmt_number(mean)}"
+        if xlo <= mean <= xhi:
+            layers.append(hv.VLine(mean).opts(color=BASELINE_COLOR, line_dash="dashdot", line_width=2))
+            right = mean < xlo + 0.6 * span_x
+            layers.append(hv.Text(mean, top * 1.1, f" {text} " if right else f"{text} ", halign="left" if right else "right",
+                                  fontsize=8).opts(text_color=BASELINE_COLOR, **LABEL_BG))
+        else:
+            edge, arrow = (xlo, f" ◀ {text}") if mean < xlo else (xhi, f"{text} ▶ ")
+            layers.append(hv.Text(edge, top * 1.1, arrow, halign="left" if mean < xlo else "right", fontsize=8).opts(
+                text_color=BASELINE_COLOR, **LABEL_BG))
     probe = s.probe_value()
     if probe is not None:
         layers.append(hv.VLine(probe).opts(color=PROBE_COLOR, line_width=2.5))
@@ -103,9 +117,16 @@ def histogram_figure(s: EnergyState) -> hv.Overlay | None:
         layers.append(hv.Text(probe, top * 0.97, f" {text} " if right else f"{text} ", halign="left" if right else "right",
                               fontsize=9).opts(text_color=PROBE_COLOR, text_font_style="bold", **LABEL_BG))
     return hv.Overlay(layers).opts(
-        xlabel=xlabel, ylabel="images", title=f"{v.size} {s.data_label} under {s.result_model}", xlim=(xlo, xhi),
+        xlabel=xlabel, ylabel="images", title=histogram_title(s), xlim=(xlo, xhi),
         ylim=(0, top * 1.45), responsive=True, min_height=400, min_width=520, show_grid=True, legend_position="top",
         legend_cols=3, toolbar=None, fontsize={"title": "11pt", "legend": "9pt"})
+
+
+def histogram_title(s: EnergyState) -> str:
+    """"N <data> under <model>", and the spread as the probability ratio of the extremes."""
+    k = s.probability_ratio()
+    spread = "" if k is None else f" · p(most probable) / p(least probable) = 10^{k:.0f}"
+    return f"{s.values().size} {s.data_label} under {s.result_model}{spread}"
 
 
 def tiles(s: EnergyState, idx: Sequence[int], cols: int, size: int = TILE) -> hv.Layout | None:
@@ -151,6 +172,18 @@ def summary_markdown(s: EnergyState) -> str:
         rows.append(("Gumbel scale β", fmt_number(g["scale"], 4), ""))
     for name, x in s.reference_energies():
         rows.append((name, fmt_number(x, 4) if math.isfinite(x) else "no finite energy", ""))
+    k = s.probability_ratio()
+    if k is not None:
+        rows.append(("spread: p(most probable) / p(least probable)", f"10^{k:.0f}", f"e^{k * math.log(10):.0f}"))
+    base = s.baseline_values()
+    if np.isfinite(base).any():
+        nats = s.baseline.nats
+        rows.append((f"stationary Gaussian baseline, mean ({int(np.isfinite(base).sum())} images)",
+                     fmt_number(float(np.nanmean(base)), 4), fmt_number(float(np.nanmean(nats)), 4)))
+        margin = s.baseline_margin()
+        if margin is not None:
+            rows.append(("margin: Gaussian − model (paired mean ± s.e.; > 0: the model is better)",
+                         f"{fmt_number(margin[0], 4)} ± {fmt_number(margin[1], 2)}", ""))
     p = s.probe_value()
     if p is not None:
         rows.append((f"**{s.probe_label}**", f"**{fmt_number(p, 4)}**", fmt_number(s.probe_nats, 4)))
@@ -160,9 +193,11 @@ def summary_markdown(s: EnergyState) -> str:
     dims = f"d = {d[0]}" if len(d) == 1 else f"d ∈ {{{', '.join(map(str, d[:4]))}{'…' if len(d) > 4 else ''}}}"
     lz = f"log Z = {fmt_number(s.log_z, 4)} nats" if math.isfinite(s.log_z) else "log Z unknown (relative energies)"
     note = energies.data_note(s.data_name)
+    fitted = (f" · Gaussian baseline: stationary (periodic), mean and power spectrum of {s.baseline.fitted}, "
+              "in the same quantity" if s.baseline.nats is not None else f" · no Gaussian baseline: {s.baseline.why}")
     return (f"#### Summary\n**Shown:** {s.quantity.describe()}.\n\n{head}{body}\n\n"
             f"<span style='color:#666'>{note or dims + ' values per image'} · {lz} · "
-            f"references: images of the data set's size {s.shape[0]}×{s.shape[1]}</span>")
+            f"references: images of the data set's size {s.shape[0]}×{s.shape[1]}{fitted}</span>")
 
 
 def failures_markdown(s: EnergyState) -> str:

@@ -18,6 +18,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,9 @@ import numpy as np
 import param
 import torch
 
-from explorer import energies
+from explorer import energies, gaussian_baseline
 from explorer.data import BUILTIN_IMAGES, builtin_image
-from explorer.energy import CONTINUOUS, NLLQuantity, in_unit, nll_quantity
+from explorer.energy import CONTINUOUS, DEFAULT_DRAWS, NLLQuantity, in_unit, nll_quantity
 
 from .energy_data import DATASETS, DataSetError, common_shape, dataset_source, fit_to_shape, list_items, match_report
 from .sources import read_upload
@@ -53,6 +54,38 @@ def bin_members(values: np.ndarray, edges: np.ndarray, i: int) -> np.ndarray:
     lo, hi = edges[i], edges[i + 1]
     inside = (values >= lo) & ((values <= hi) if i == len(edges) - 2 else (values < hi))
     return np.nonzero(inside)[0]
+
+
+@dataclass
+class Baseline:
+    """The stationary Gaussian baseline (:mod:`explorer.gaussian_baseline`) on the images shown: ``nats`` per
+    image in the model's quantity (NaN for an image of another size), what it was ``fitted`` on, or ``why``
+    there is none."""
+
+    nats: np.ndarray | None = None
+    fitted: str = ""
+    why: str = "not computed yet"
+
+
+def gaussian_baseline_of(handle: Any, items: list[energies.Item], shape: tuple[int, int], quantity: NLLQuantity) -> Baseline:
+    """The Gaussian fitted to square patches of the model's training data (its card's ``training.data``), of
+    the images' size, evaluated on ``items`` in ``quantity``."""
+    source = gaussian_baseline.training_source(getattr(handle, "card", None))
+    if source is None:
+        return Baseline(why="its card names no training data found here, so there is nothing to fit it on")
+    if shape[0] != shape[1]:
+        return Baseline(why=f"it is fitted to square patches; these images are {shape[0]}×{shape[1]}")
+    try:
+        gauss, fitted = gaussian_baseline.baseline_for(source, int(shape[0]), quantity.bits)
+    except ValueError as e:
+        return Baseline(why=str(e))
+    images = [np.asarray(it.load(), dtype=np.float32) for it in items]
+    same = [i for i, a in enumerate(images) if a.shape == tuple(shape)]
+    nats = np.full(len(items), np.nan)
+    if same:
+        x = torch.from_numpy(np.stack([images[i] for i in same]))[:, None]
+        nats[same] = energies.image_energies(gauss, x, batch=1024, quantity=quantity)
+    return Baseline(nats, fitted)
 
 
 class InlineTask:
@@ -82,13 +115,15 @@ class EnergyState(param.Parameterized):
     """Energies of a data set under an energy model, and everything shown about them.
 
     Inputs: ``handle`` / ``model_name`` / ``model_error`` (the energy model), ``dataset``, ``folder``,
-    ``folder_patches``, ``patch``, ``count``, ``use_cache`` (each recomputes), ``unit``, ``bins``,
+    ``folder_patches``, ``patch``, ``stride``, ``per_image``, ``draws``, ``count``, ``use_cache`` (each
+    recomputes), ``unit``, ``bins``,
     ``show_all_references``, ``selected_bin``, ``probe``; :meth:`compute`, :meth:`stop`,
     :meth:`load_upload`, :meth:`select_at`. Outputs: ``status``, ``progress``, ``running``, ``error``,
     ``note``, ``probe_error``, ``probe_note``, ``revision`` (bumped when the results or the chosen image
     change); ``report``, ``items``, ``shape``, ``references``, ``probe_image`` / ``probe_nats``; the
     numbers in ``unit``: :meth:`values`, :meth:`edges`, :meth:`counts`, :meth:`gumbel`,
-    :meth:`summary_stats`, :meth:`reference_markers`, :meth:`probe_value`, :meth:`probe_rank`,
+    :meth:`summary_stats`, :meth:`reference_markers`, :meth:`probe_value`, :meth:`probe_rank`, ``baseline``
+    (:class:`Baseline`) with :meth:`baseline_values` and :meth:`baseline_margin`, :meth:`probability_ratio`,
     :meth:`extremes`, :meth:`selected_indices`, :meth:`image`.
     """
 
@@ -100,6 +135,11 @@ class EnergyState(param.Parameterized):
     folder = param.String(default="", doc="Folder of images (PNG, JPEG, TIFF…) for the 'image folder' data set")
     folder_patches = param.Boolean(default=False, doc="Cut the folder's images into non-overlapping patches")
     patch = param.Selector(objects=[16, 32, 64], default=32, doc="Patch size / resized size (pixels per side)")
+    stride = param.Selector(objects=[4, 8, 16, 32, 64], default=32,
+                            doc="Step between patches, pixels (= the patch size: non-overlapping tiles)")
+    per_image = param.Integer(default=16, bounds=(1, 10000), doc="Patches per photograph at most, evenly spread")
+    draws = param.Selector(objects=[1, 2, 4, 8], default=DEFAULT_DRAWS,
+                           doc="Dequantization draws per image of a discrete (8-bit) likelihood: 1 = one pass per image")
     count = param.Integer(default=500, bounds=(3, 10000), doc="Use the first N images of the data set")
     use_cache = param.Boolean(default=True, doc="Reuse (and store) energies in the on-disk cache")
     unit = param.Selector(objects=list(UNITS), default="bits/dim", doc="Unit of the energies shown")
@@ -127,6 +167,7 @@ class EnergyState(param.Parameterized):
         self.items: list[energies.Item] = []
         self.shape: tuple[int, int] = (32, 32)
         self.references: dict[str, Any] | None = None
+        self.baseline = Baseline()  # the stationary Gaussian's −log p of the same images
         self.data_name = self.data_label = self.result_model = ""  # of the energies shown
         self.computed, self.seconds, self.log_z = 0, 0.0, float("nan")
         self.probe_image: np.ndarray | None = None
@@ -136,7 +177,8 @@ class EnergyState(param.Parameterized):
         self._upload_name = self._upload_note = ""
 
     # ------------------------------------------------------------------ requests
-    @param.depends("handle", "dataset", "folder", "folder_patches", "patch", "count", "use_cache", watch=True)
+    @param.depends("handle", "dataset", "folder", "folder_patches", "patch", "stride", "per_image", "draws", "count",
+                   "use_cache", watch=True)
     def compute(self) -> None:
         """Start (or restart) the energies of the chosen data set under the chosen model."""
         handle = self.handle
@@ -149,10 +191,11 @@ class EnergyState(param.Parameterized):
         if self.dataset == "image folder" and not self.folder.strip():
             self.param.update(error="", status="Type the path of a folder of images in the sidebar.")
             return
-        data, kw, label = dataset_source(self.dataset, self.folder, self.folder_patches, self.patch)
+        data, kw, label = dataset_source(self.dataset, self.folder, self.folder_patches, self.patch, self.stride,
+                                         self.per_image)
         self.param.update(error="", running=True, progress=0, status="Listing the images…")
         self.task.submit(dict(handle=handle, name=self.model_name, data=data, kw=kw, label=label,
-                              quantity=nll_quantity(getattr(handle, "card", None)), count=int(self.count),
+                              quantity=nll_quantity(getattr(handle, "card", None), draws=int(self.draws)), count=int(self.count),
                               use_cache=bool(self.use_cache), runner=self.compute_runner))
 
     def stop(self) -> None:
@@ -211,10 +254,14 @@ class EnergyState(param.Parameterized):
             failures += bad
         shape = common_shape(good) if good else (32, 32)
         refs = energies.reference_energies(handle, shape, quantity=quantity) if good else None
+        if stop.is_set():
+            return
+        send("progress", done=len(selected), total=len(selected), cached=n_cached, doing="the Gaussian baseline")
+        baseline = gaussian_baseline_of(handle, good, shape, quantity)
         report = energies.EnergyReport([it.label for it in good], np.asarray(nats, np.float64), np.asarray(dims, np.int64),
                                        energies.is_normalized(handle), failures, cached=n_cached, quantity=quantity,
                                        draw_sd=np.asarray(sds, np.float64))
-        send("result", report=report, items=good, shape=shape, references=refs, name=req["name"], label=req["label"],
+        send("result", report=report, items=good, shape=shape, references=refs, baseline=baseline, name=req["name"], label=req["label"],
              data=req["data"], computed=len(todo), seconds=time.perf_counter() - t0, total=len(selected),
              log_z=float(handle.model.log_z))
 
@@ -222,11 +269,13 @@ class EnergyState(param.Parameterized):
     def receive(self, msg: dict[str, Any]) -> None:
         """Show a message of the work: progress, or the result."""
         if msg["kind"] == "progress":
+            doing = f"; now {msg['doing']}" if msg.get("doing") else ""
             self.param.update(progress=int(100 * msg["done"] / max(1, msg["total"])),
                               status=f"Computing energies… {msg['done']} / {msg['total']} images "
-                                     f"({msg['cached']} from the cache)")
+                                     f"({msg['cached']} from the cache){doing}")
             return
         report: energies.EnergyReport = msg["report"]
+        self.baseline = msg["baseline"]
         self.report, self.items, self.shape, self.references = report, msg["items"], msg["shape"], msg["references"]
         self.result_model, self.data_label, self.data_name = msg["name"], msg["label"], msg["data"]
         self.computed, self.seconds, self.log_z, self.quantity = msg["computed"], msg["seconds"], msg["log_z"], report.quantity
@@ -245,10 +294,21 @@ class EnergyState(param.Parameterized):
         self.param.update(
             progress=100, status=f"Done: {n} energies of {msg['total']} images ({'; '.join(parts)}) in {msg['seconds']:.1f} s.",
             error="Every image failed: no energies to show (see the list of failures below)." if n == 0 else self.error,
-            note="" if report.normalized else "This model is not normalized (log Z unknown): the energies are "
-                 "relative, U(x, t_min), not −log p(x).")
+            note=self._caveat(report))
         self._update_probe()
         self.revision += 1
+
+    @staticmethod
+    def _caveat(report: energies.EnergyReport) -> str:
+        """What the numbers must not be read as: relative energies, or impossible discrete likelihoods."""
+        if not report.normalized:
+            return "This model is not normalized (log Z unknown): the energies are relative, U(x, t_min), not −log p(x)."
+        below = int(np.sum(report.values < 0)) if report.quantity.discrete else 0
+        if below:
+            return (f"{below} of these {report.quantity.bits}-bit −log P(x) are below 0 (P(x) > 1 by this estimate), which no "
+                    "normalized model gives in expectation: the model's density (or its log Z) does not hold on these images "
+                    "(were they like its training data?).")
+        return ""
 
     def failed(self, e: BaseException) -> None:
         """The work raised: say why."""
@@ -305,6 +365,30 @@ class EnergyState(param.Parameterized):
     def reference_markers(self) -> list[tuple[str, float]]:
         """The references with a finite energy (markers on the histogram)."""
         return [(k, x) for k, x in self.reference_energies() if math.isfinite(x)]
+
+    def baseline_values(self) -> np.ndarray:
+        """The stationary Gaussian baseline's −log p of each image of ``items`` in ``unit`` (NaN where it has none)."""
+        if self.report is None or self.baseline.nats is None:
+            return np.full(len(self.values()), np.nan)
+        return to_unit(self.baseline.nats, self.report.dims, self.unit)
+
+    def baseline_margin(self) -> tuple[float, float] | None:
+        """(mean over the images of baseline − model, its paired standard error) in ``unit``: > 0 when the
+        model makes the images more probable than the Gaussian does; None without a baseline."""
+        b, v = self.baseline_values(), self.values()
+        ok = np.isfinite(b)
+        if ok.sum() < 2:
+            return None
+        diff = b[ok] - v[ok]
+        return float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(diff.size))
+
+    def probability_ratio(self) -> float | None:
+        """k of p(most probable) / p(least probable) = 10^k over the images shown
+        (:func:`explorer.energies.log10_probability_ratio`); None before any energies or when the images
+        differ in size (their densities are then not comparable)."""
+        if self.report is None or len(self.report.values) < 2 or len(set(self.report.dims.tolist())) != 1:
+            return None
+        return energies.log10_probability_ratio(self.report.values)
 
     def probe_value(self) -> float | None:
         if self.probe_nats is None or self.probe_image is None:

@@ -32,6 +32,8 @@ import explorer
 from .controls import bounded_input
 from .energy_plots import (TILE, basename, bin_markdown, failures_markdown, histogram_figure, npz_export,
                            png_export, probe_markdown, summary_markdown, tiles)
+from .energy_data import PATCH_DATASETS
+from .energy_patch_panes import EnergyPatchPanes
 from .energy_state import EXTREMES, MAX_BIN_IMAGES, EnergyState
 from .export import downloads
 from .models import ModelPicker, get_handle, model_names
@@ -144,6 +146,7 @@ class EnergyView(ToolView):
         self.picker.model = chosen
         self.picker._select.name = "Energy model"
         self.state = EnergyState(task_factory=LatestTask, **state_params)
+        self.patches = EnergyPatchPanes(self.state)  # contrast, denoisability and the map (photograph views)
 
         sw = dict(sizing_mode="stretch_width")
         self.alert, self.note, self.failures, self.probe_alert = alert(), alert("warning"), alert("warning"), alert()
@@ -233,9 +236,17 @@ class EnergyView(ToolView):
         folder = pn.widgets.TextInput.from_param(s.param.folder, name="Folder path", placeholder="/path/to/images", **w)
         patches = pn.widgets.Checkbox.from_param(s.param.folder_patches, name="Cut into patches", **w)
 
+        cutting = pn.Column(pn.widgets.Select.from_param(s.param.stride, name="Patch stride (pixels)", **w),
+                            bounded_input(s, "per_image", label="Patches per photograph at most", step=4, **w), margin=0, **w)
+
         @pn.depends(s.param.dataset)
         def folder_widgets(dataset: str) -> pn.viewable.Viewable:
             return pn.Column(folder, patches, margin=0, **w) if dataset == "image folder" else pn.Spacer(height=0)
+
+        @pn.depends(s.param.dataset, s.param.folder_patches)
+        def cutting_widgets(dataset: str, folder_patches: bool) -> pn.viewable.Viewable:
+            cut = dataset in PATCH_DATASETS or (dataset == "image folder" and folder_patches)
+            return cutting if cut else pn.Spacer(height=0)
 
         return pn.Column(
             self.picker,
@@ -243,7 +254,9 @@ class EnergyView(ToolView):
             pn.widgets.Select.from_param(s.param.dataset, name="Images", **w),
             folder_widgets,
             pn.widgets.Select.from_param(s.param.patch, name="Patch / resized size (pixels per side)", **w),
+            cutting_widgets,
             bounded_input(s, "count", label="Number of images (the first N)", step=100, **w),
+            pn.widgets.Select.from_param(s.param.draws, name="Dequantization draws per image (8-bit models)", **w),
             pn.widgets.Checkbox.from_param(s.param.use_cache, name="Use the on-disk energy cache", **w),
             pn.pane.Markdown("**Display**", margin=(10, 10, 0, 10)),
             pn.widgets.RadioButtonGroup.from_param(s.param.unit, name="", color="primary", variant="outline", **w),
@@ -252,6 +265,7 @@ class EnergyView(ToolView):
             pn.pane.Markdown("**One image on the histogram**", margin=(10, 10, 0, 10)),
             pn.widgets.Select.from_param(s.param.probe, name="Image", **w),
             self.upload, self.probe_alert, self.probe_note, self.probe_image, self.probe_text,
+            self.patches.controls(),
             **w)
 
     def main(self) -> pn.Column:
@@ -269,6 +283,7 @@ class EnergyView(ToolView):
                    pn.Column(pn.pane.Markdown(f"#### {EXTREMES} highest energies (least probable)", margin=(0, 10)),
                              self.highest), **sw),
             pn.Column(self.bin_title, self.bin_images, **sw),
+            self.patches,
             self.failures,
             downloads(lambda: png_export(self.state), lambda: npz_export(self.state), lambda: basename(self.state)),
             explanation(EXPLANATION, title="Energies: −log p(x) from dual score matching"),
