@@ -92,7 +92,9 @@ class EnergyPatchState(param.Parameterized):
             files = []
         self._paths = {f"{folder.name}/{p.name}": p for p in files}
         objects = [*self._paths, *BUILTIN_IMAGES]
-        keep = self.photo if self.photo in objects else (next(iter(self._paths), None) or self.param.photo.default)
+        # a photograph of the data set shown if it has any (the one chosen when it is one of them), else a built-in one
+        keep = self.photo if self.photo in self._paths or (not self._paths and self.photo in objects) else (
+            next(iter(self._paths), None) or self.param.photo.default)
         with param.parameterized.discard_events(self):
             self.param.photo.objects = objects
             self.photo = keep
