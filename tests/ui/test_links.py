@@ -56,7 +56,7 @@ CHANGES: dict[str, dict[str, object]] = {
                     beta=0.2, chains=2, seed=5, measurement_seed=9),
     "filters": dict(models=["tiny-test", GAUSS], size=64, sigma=0.2, seed=7, row=5, col=20, crop=4, posterior=False),
     "gahb": dict(size=32, sigma=0.15, seed=2, vectors="v (input side)"),
-    "energy": dict(unit="nats", bins=20, count=120, probe="camera"),
+    "energy": dict(unit="nats", bins=20, count=120, probe="camera", stride=16, map_size=128, map_stride=16),
     "toy2d": dict(sigma=0.3, lobes=3, beta=0.4, h0=0.1, chains=3, seed=11, log_scale=True),
     "generalization": dict(seed=6, beta=0.3, h0=0.02),
     "report": dict(model="classical: Wiener filter"),
