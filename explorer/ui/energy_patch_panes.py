@@ -19,6 +19,8 @@ SCATTER_HELP = ("Each dot is one image of the data set: its −log p (in the uni
                 "against its **denoising gain** $\\mathrm{PSNR}(\\hat x, x) - \\mathrm{PSNR}(y, x)$, $y = x + \\sigma z$ "
                 "at $\\sigma = 25/255$ (seeded noise). Guth, Kadkhodaie & Simoncelli find flat images the most probable "
                 "and the least probable the hardest to denoise.")
+OFF_HINT = ("*Tick “Compute them” under **Contrast, denoisability, map** in the sidebar to draw the scatter plots and "
+            "the map.*")
 MAP_HELP = ("−log p of every patch of the photograph (patches of the data set's image size, the model's quantity), "
             "drawn over it: each cell is the stride×stride square at the centre of its patch; the last "
             "(side − patch) mod stride rows and columns begin no patch.")
@@ -54,15 +56,17 @@ class EnergyPatchPanes(pn.viewable.Viewer):
         self.correlations.object = (f"**−log p vs local contrast:** {correlation_text(s, 'gradient')}<br>"
                                     f"**−log p vs denoisability:** {correlation_text(s, 'gain')}") if has else ""
         self.map.object = map_figure(s)
-        self.map_text.object = map_markdown(s)
+        self.map_text.object = map_markdown(s) if s.active else OFF_HINT
 
     def controls(self) -> pn.Column:
         """The sidebar widgets: the denoiser of the gain, the map's photograph, size and stride."""
         s, w = self.state, dict(sizing_mode="stretch_width")
         denoiser = pn.widgets.Select.from_param(s.param.denoiser, name="Denoiser of the denoisability (σ = 25/255)",
-                                                options=[*model_names(include_classical=False), NO_DENOISER], **w)
+                                                options=[*model_names(include_classical=True), NO_DENOISER], **w)
         return pn.Column(
-            pn.pane.Markdown("**Contrast, denoisability, map**", margin=(10, 10, 0, 10)), denoiser,
+            pn.pane.Markdown("**Contrast, denoisability, map**", margin=(10, 10, 0, 10)),
+            pn.widgets.Checkbox.from_param(s.param.active, name="Compute them (a denoiser pass per image, "
+                                           "a model pass per map patch)", **w), denoiser,
             pn.widgets.Select.from_param(s.param.photo, name="Photograph of the map", **w),
             pn.widgets.Select.from_param(s.param.map_size, name="Map: photograph resized to (centre square)",
                                          options=MAP_SIZES, **w),

@@ -3,6 +3,8 @@
 Beside the energies of an :class:`~explorer.ui.energy_state.EnergyState` (``energy``), on their own task
 runners so the histogram never waits for them:
 
+When ``active`` (they cost a denoiser pass per image and a model pass per patch, so they start off):
+
 - the scatter data: each image's gradient energy (local contrast) and its denoising gain, PSNR(x̂, x) −
   PSNR(y, x) at σ = 25/255 under ``denoiser`` (:mod:`explorer.patch_measures`), recomputed when new
   energies arrive or the denoiser changes;
@@ -39,12 +41,15 @@ MAP_SIZES = [128, 256, 512, "original"]
 class EnergyPatchState(param.Parameterized):
     """Contrast and denoisability of the images shown, and the −log p map of one photograph.
 
-    Inputs: ``denoiser``, ``photo``, ``map_size``, ``map_stride`` (and the energies of ``energy``).
+    Inputs: ``active`` (nothing is computed until it is on), ``denoiser``, ``photo``, ``map_size``,
+    ``map_stride`` (and the energies of ``energy``).
     Outputs: ``gradient`` / ``gain`` (one per image of ``energy.items``, NaN where unusable), ``map`` (an
     :class:`~explorer.energy_maps.NLLMap`) and ``map_image`` (the photograph it covers), the ``*_status``
     and ``*_error`` texts, ``revision`` (bumped when any result changes).
     """
 
+    active = param.Boolean(default=False, doc="Compute the scatter plots and the map, and again for every new set of "
+                           "energies (off: nothing is computed; they cost a denoiser pass per image and a model pass per patch)")
     denoiser = param.String(default=explorer.DEFAULT_MODEL, doc="The denoiser whose gain is plotted (picker name)")
     photo = param.Selector(objects=list(BUILTIN_IMAGES), default="camera" if "camera" in BUILTIN_IMAGES else None,
                            doc="The photograph of the map")
@@ -110,14 +115,27 @@ class EnergyPatchState(param.Parameterized):
     def _on_energies(self) -> None:
         if self.energy.report is not self._report:  # new energies (not just a new probe image)
             self._report = self.energy.report
+            self._on_active()
+
+    @param.depends("active", watch=True)
+    def _on_active(self) -> None:
+        """Compute both when active; otherwise drop what was shown (it would describe other energies)."""
+        if self.active:
             self.compute_scatter()
             self.compute_map()
+            return
+        self.scatter_task.cancel()
+        self.map_task.cancel()
+        self.gradient = self.gain = np.zeros(0)
+        self.map = self.map_image = None
+        self.param.update(scatter_status="", map_status="", scatter_error="", map_error="")
+        self.revision += 1
 
     @param.depends("denoiser", watch=True)
     def compute_scatter(self) -> None:
         """Start the gradient energies and denoising gains of the images shown."""
         e = self.energy
-        if e.report is None or not len(e.items):
+        if not self.active or e.report is None or not len(e.items):
             return
         self.param.update(scatter_error="", scatter_status=f"Denoising {len(e.items)} images at σ = 25/255…")
         self.scatter_task.submit(dict(items=list(e.items), shape=e.shape, denoiser=self.denoiser, report=e.report))
@@ -126,7 +144,7 @@ class EnergyPatchState(param.Parameterized):
     def compute_map(self) -> None:
         """Start the −log p map of the chosen photograph under the energies' model and quantity."""
         e = self.energy
-        if e.report is None or e.handle is None or self.photo is None:
+        if not self.active or e.report is None or e.handle is None or self.photo is None:
             return
         if e.shape[0] != e.shape[1]:
             self.param.update(map_error=f"The map cuts square patches; this data set's images are {e.shape[0]}×{e.shape[1]}.",

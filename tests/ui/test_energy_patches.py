@@ -71,8 +71,9 @@ def view(folders):
     os.environ["EXPLORER_ENERGY_CACHE"] = str(folders / "cache")
     v = EnergyView(model=NAME, dataset="image folder", folder=str(folders / "held"), folder_patches=True, patch=P,
                    stride=8, per_image=5, draws=2)
-    v.patches.state.param.update(map_size="original", map_stride=4)
-    v.patches.state.denoiser = SMOOTHING
+    assert v.patches.state.map is None and "Tick" in v.patches.map_text.object  # nothing computed until asked
+    v.patches.state.param.update(map_size="original", map_stride=4, denoiser=SMOOTHING)
+    v.patches.state.active = True
     return v
 
 
@@ -133,7 +134,7 @@ def test_the_map_is_nll_map_of_the_photograph(view, folders):
 def test_a_model_without_training_data_says_there_is_no_baseline(folders):
     v = EnergyView(model=BARE, dataset="image folder", folder=str(folders / "held"), folder_patches=True, patch=P,
                    per_image=2, draws=1)
-    v.patches.state.denoiser = "— none —"
+    v.patches.state.param.update(denoiser="— none —", map_size=128, active=True)
     assert v.state.baseline.nats is None and "no Gaussian baseline: its card names no training data" in v.summary.object
     assert np.isnan(v.patches.state.gain).all() and np.isfinite(v.patches.state.gradient).all()
     assert v.patches.gain.object is None and v.patches.gradient.object is not None
