@@ -33,7 +33,7 @@ from torch import Tensor
 from .representation import _model, features, representation
 from .sampling import SampleResult, Sampler, StopSignal
 
-STRENGTH = 0.5  # λ: the guidance step as a fraction of the denoiser's step
+STRENGTH = 1.0  # λ: the guidance step as a fraction of the denoiser's step (as long as it, by default)
 
 
 class RepresentationGuidance:
