@@ -79,6 +79,10 @@ TOOLS: tuple[Tool, ...] = (
          "Apply a denoiser n times: what each application removes, r_k = f^k(x) − f^(k+1)(x), and the base fⁿ(x) "
          "add back up to the image exactly, for any denoiser (Milanfar & Delbracio). A network's layers and "
          "energies beside a classical denoiser's."),
+    Tool("representation", "Semantic representation", "explorer.ui.representation_view", "RepresentationView",
+         "Average each channel of a UNet block over space: a sparse representation of the image. Its k-means "
+         "clusters group digits alike, its nearest neighbours beside the pixels', its robustness to noise per "
+         "block, and samples guided towards a target's representation (Kadkhodaie, Mallat & Simoncelli 2025)."),
 )
 
 
@@ -94,6 +98,7 @@ THUMBNAIL_CROPS: dict[str, tuple[int, int, int, int]] = {
     "generalization": (355, 70, 1500, 430),
     "report": (345, 60, 1500, 620),
     "decomposition": (345, 150, 1420, 900),
+    "representation": (345, 60, 1500, 560),
 }
 CARD_WIDTH = 540  # two cards a row beside the sidebar on a 1500-px window, one on a narrow one
 THUMBNAIL_WIDTH = CARD_WIDTH - 30

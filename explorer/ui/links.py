@@ -80,6 +80,8 @@ LINKS: dict[str, tuple[Link, ...]] = {
     "report": _own("", "model"),
     "decomposition": (*_picker("picker_a", "model_a"), *_picker("picker_b", "model_b"), *_image(),
                       *_own("", "n", "sigma", "fixed_strength")),
+    "representation": (*_picker(), *_own("", "block", "sigma", "draws", "data", "folder", "count", "k", "standardize",
+                                         "color_by", "query", "target", "strength", "seed")),
 }
 
 _REFUSED = object()

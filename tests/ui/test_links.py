@@ -45,6 +45,9 @@ def make(tool: str):
     if tool == "decomposition":
         from explorer.ui.decomposition_view import DecompositionView
         return DecompositionView(models=("tiny-test", GAUSS), image_source=ImageSource(sizes=[32], size=32))
+    if tool == "representation":
+        from explorer.ui.representation_view import RepresentationView
+        return RepresentationView(model="tiny-test", count=20, k=3)
     assert tool == "main"
     return ExplorerApp()
 
@@ -61,6 +64,8 @@ CHANGES: dict[str, dict[str, object]] = {
     "generalization": dict(seed=6, beta=0.3, h0=0.02),
     "report": dict(model="classical: Wiener filter"),
     "decomposition": dict(model_b="classical: Wiener filter", n=3, sigma=0.2, fixed_strength=True),
+    "representation": dict(block="layer2", sigma=0.2, draws=2, count=24, k=4, standardize=False, color_by="cluster",
+                           query=3, target="its cluster's mean φ", strength=0.5, seed=5),
     "main": dict(page="toy2d"),
 }
 
