@@ -50,6 +50,7 @@ class EnergyDenoiser(Denoiser):
 
     blind = False
     bias_free = False
+    concurrent_forward = True
 
     def __init__(self, channels: int, t_min: float, t_max: float):
         super().__init__()

@@ -86,7 +86,8 @@ class ModelHandle:
             self.lock, self._batcher = FairRLock(), None
         else:
             self.lock = ModelLock(PriorityGate(1, name=self.name), device_gate(self.device))
-            self._batcher = Batcher(self.lock)
+            self._batcher = Batcher(self.lock, cpu=self.device.type == "cpu",
+                                    split=bool(getattr(model, "concurrent_forward", False)))
         self._padding_noted: set[tuple[int, int]] = set()
 
     # --- flags of the wrapped denoiser

@@ -117,6 +117,10 @@ class PriorityGate:
     def held_by_me(self) -> bool:
         return threading.get_ident() in self._holders
 
+    def free_slots(self) -> int:
+        """Slots no thread holds right now (a snapshot)."""
+        return self.slots - len(self._holders)
+
     def waiting(self) -> int:
         """How many requests are queued."""
         return len(self._waiting)

@@ -173,6 +173,8 @@ def _concurrent_denoise(handle: ModelHandle, ys: list[torch.Tensor], session_of=
 def test_eight_sessions_steps_cost_one_batched_pass():
     model = _Counting()
     handle = ModelHandle(model, device="cpu")
+    assert handle._batcher.max_batch == 2 * handle.lock.device_gate.slots  # the CPU's cap (see batching)
+    handle._batcher.max_batch = 64  # an accelerator's
     ys = [torch.rand(1, 1, 8, 8) for _ in range(8)]
     out = _concurrent_denoise(handle, ys)
     assert model.batches == [8]  # one forward pass of batch 8
@@ -190,6 +192,7 @@ def test_batched_results_equal_unbatched_on_real_networks():
         ys = [torch.rand(1, 1, 16, 16) for _ in range(6)]
         with torch.no_grad():
             alone = [net(y) for y in ys]
+        handle._batcher.max_batch = 6
         passes = handle._batcher.passes
         together = _concurrent_denoise(handle, ys)
         assert handle._batcher.passes - passes == 1
@@ -225,16 +228,56 @@ def test_incompatible_calls_are_not_batched_and_errors_reach_every_caller():
     assert len(errors) == 3
 
 
-def test_a_full_batch_leaves_the_rest_for_the_next_pass(monkeypatch):
-    import explorer.batching as batching
-
-    monkeypatch.setattr(batching, "MAX_BATCH", 3)
+def test_a_full_batch_leaves_the_rest_for_the_next_pass():
     model = _Counting()
     handle = ModelHandle(model, device="cpu")
+    handle._batcher.max_batch = 3
     ys = [torch.rand(1, 1, 4, 4) for _ in range(7)]
     out = _concurrent_denoise(handle, ys)
     assert sum(model.batches) == 7 and max(model.batches) <= 3
     assert all(torch.equal(x, y * 0.5) for x, y in zip(out, ys))
+
+
+def test_a_batch_is_split_over_the_free_cpu_slots():
+    """A network whose forward may run concurrently: a batch of 4 on a 2-slot budget runs as two chunks
+    on two threads at once, each holding a slot; the results are each caller's own."""
+    device = PriorityGate(slots=2, name="2 cores")
+    lock = ModelLock(PriorityGate(name="model"), device)
+    batcher = Batcher(lock, cpu=True, split=True)
+    assert batcher.max_batch == 4
+    seen, inside, worst = [], [0], [0]
+    mutex = threading.Lock()
+
+    def fn(x, sigma):
+        with mutex:
+            seen.append((x.shape[0], device.held_by_me()))
+            inside[0] += 1
+            worst[0] = max(worst[0], inside[0])
+        time.sleep(0.05)
+        with mutex:
+            inside[0] -= 1
+        return x * 2
+
+    x = torch.arange(4.0).reshape(4, 1, 1, 1)
+    with lock:
+        out = batcher._pass(fn, x, None)
+    assert torch.equal(out, x * 2)
+    assert sorted(seen) == [(2, True), (2, True)] and worst[0] == 2
+    held, go = threading.Event(), threading.Event()
+
+    def other_model():
+        with device:
+            held.set()
+            go.wait(10)
+    t = threading.Thread(target=other_model)
+    t.start()
+    held.wait(10)
+    seen.clear()
+    with lock:  # the other slot is busy: no split
+        batcher._pass(fn, x, None)
+    go.set()
+    t.join(10)
+    assert seen == [(4, True)]
 
 
 def test_a_click_overtakes_queued_sampler_steps():

@@ -22,12 +22,15 @@ class Denoiser(nn.Module):
     - ``bias_free``: True if x̂(αy) = αx̂(y) for every α > 0 (no additive constants anywhere).
     - ``channels``: number of image channels it accepts.
     - ``min_size``: the smallest image side it accepts.
+    - ``concurrent_forward``: True if ``forward`` may run in several threads at once (pure torch, no
+      state of its own changed): the scheduler then splits a batched pass over the free CPU cores.
     """
 
     blind: bool = True
     bias_free: bool = False
     channels: int = 1
     min_size: int = 1
+    concurrent_forward: bool = False
 
     def forward(self, y: Tensor, sigma: SigmaLike = None) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -55,6 +58,8 @@ def as_sigma(sigma: Tensor | float, y: Tensor) -> Tensor:
 
 class ResidualNetwork(Denoiser):
     """A network ``net`` that predicts the residual; x̂(y) = y − net(y)."""
+
+    concurrent_forward = True
 
     def predict_residual(self, y: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

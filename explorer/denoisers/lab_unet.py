@@ -36,6 +36,7 @@ class LabUNet(Denoiser):
     """The lab's 2020 UNet (blind); bias-free when ``bias=False`` (every conv bias removed)."""
 
     blind = True
+    concurrent_forward = True
 
     def __init__(self, bias: bool = False, residual: bool = False, channels: int = 1):
         super().__init__()

@@ -1,0 +1,220 @@
+"""A classroom on one server (issue #21 §4): N browser sessions, N − 1 playing the sampler, one clicking.
+
+One ``panel serve`` (scripts/soak.py's server: sampler, filters and inverse apps, the default model);
+one headless chromium with N isolated contexts, talking only to localhost:
+
+- N − 1 sessions open the sampler at 64×64 (one chain, own seed, a long schedule: h₀ = 0.005,
+  σ_L = 0.002) and press Play;
+- one session opens the filters tool and clicks a new pixel every ``--click-every`` seconds for
+  ``--seconds``; click latency = click → the new pixel's filter on the page.
+
+Reported per N and per scheduler (``EXPLORER_SCHEDULER``: ``priority``, the default design, and ``fifo``,
+the former one lock per model, measured in the same run): click latency p50 / p95, each sampler's steps/s
+over the window (median, min), their aggregate, the aggregate against one sampler session alone (N = 1
+runs one sampler and no clicks), and the server's RSS after the sessions closed against its warm baseline.
+
+    python benchmarks/bench_load.py [--sessions 1,8,16,32] [--schedulers priority,fifo] [--seconds 30]
+
+The browsers share the server's cores: the figures are the server's share of a machine that also renders
+N pages; compare the two schedulers within one run, not across machines.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = 64
+SAMPLER_QUERY = f"size={SIZE}&chains=1&h0=0.005&sigma_L=0.002"
+
+
+def load_soak():
+    """scripts/soak.py as a module (its server, browser and page helpers)."""
+    if "explorer_soak" in sys.modules:
+        return sys.modules["explorer_soak"]
+    spec = importlib.util.spec_from_file_location("explorer_soak", ROOT / "scripts" / "soak.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class LoadResult:
+    sessions: int
+    scheduler: str
+    clicks: list[float] = field(default_factory=list)  # seconds, click → filter shown
+    steps_per_s: list[float] = field(default_factory=list)  # one per sampler session
+    rss_warm: float = 0.0  # MB, after a warm-up session closed
+    rss_after: float = 0.0  # MB, after the N sessions closed
+    errors: list[str] = field(default_factory=list)
+    missed_clicks: int = 0
+
+    @property
+    def aggregate(self) -> float:
+        return float(sum(self.steps_per_s))
+
+
+async def _open_sampler(soak, browser, base: str, seed: int, timeout: float, errors: list[str]):
+    context = await browser.new_context(viewport=soak.VIEWPORT)
+    page = await context.new_page()
+    page.set_default_timeout(timeout * 1000)
+    page.on("pageerror", lambda e: errors.append(f"sampler {seed}: {e}"))
+    await page.goto(f"{base}/sampler?{SAMPLER_QUERY}&seed={seed}", timeout=timeout * 1000)
+    await page.wait_for_selector("text=Press Step or Play", timeout=timeout * 1000)
+    await page.get_by_role("button", name="▶ Play").click()
+    await soak._poll(lambda: soak._advanced(page, 0), timeout, "the sampler to play")
+    return context, page
+
+
+async def _open_filters(soak, browser, base: str, timeout: float, errors: list[str]):
+    context = await browser.new_context(viewport=soak.VIEWPORT)
+    page = await context.new_page()
+    page.set_default_timeout(timeout * 1000)
+    page.on("pageerror", lambda e: errors.append(f"filters: {e}"))
+    await page.goto(f"{base}/filters", timeout=timeout * 1000)
+    await page.locator("p", has_text="pixel i =").first.wait_for(timeout=timeout * 1000)
+    await soak._poll(lambda: soak._status_done(page), timeout, "the first filters")
+    return context, page
+
+
+async def _click(soak, page, k: int, timeout: float) -> float | None:
+    """Click the k-th pixel of a fixed walk over the noisy image; seconds until its filter is shown."""
+    pixel = page.locator("p", has_text="pixel i =").first
+    canvas = page.locator("canvas").first
+    before = await soak._text(pixel)
+    fx, fy = 0.15 + 0.07 * (k % 10), 0.2 + 0.055 * ((k // 10) % 10) + 0.013 * (k % 3)
+    box = await canvas.bounding_box()
+    if not box:
+        return None
+    t0 = time.perf_counter()
+    await page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+    try:
+        await soak._poll(lambda: soak._changed(pixel, before), timeout, "the clicked pixel's filter", interval=0.02)
+        await soak._poll(lambda: soak._status_done(page), timeout, "the filters", interval=0.02)
+    except TimeoutError:
+        return None
+    return time.perf_counter() - t0
+
+
+async def scenario(soak, base: str, sessions: int, seconds: float, click_every: float, timeout: float = 120.0,
+                   scheduler: str = "priority") -> LoadResult:
+    """N − 1 playing samplers and one clicking session (N = 1: one sampler alone); see the module."""
+    from playwright.async_api import async_playwright
+
+    result = LoadResult(sessions=sessions, scheduler=scheduler)
+    async with async_playwright() as pw:
+        browser = await soak.launch_browser(pw)
+        try:
+            n_samplers = 1 if sessions == 1 else sessions - 1
+            opened = await asyncio.gather(*(_open_sampler(soak, browser, base, 500 + i, timeout, result.errors)
+                                            for i in range(n_samplers)))
+            clicker = None if sessions == 1 else await _open_filters(soak, browser, base, timeout, result.errors)
+            start = await asyncio.gather(*(soak._step_counter(p) for _c, p in opened))
+            t0 = time.perf_counter()
+            k = 0
+            while time.perf_counter() - t0 < seconds:
+                tick = time.perf_counter()
+                if clicker is not None:
+                    latency = await _click(soak, clicker[1], k, timeout)
+                    if latency is None:
+                        result.missed_clicks += 1
+                    else:
+                        result.clicks.append(latency)
+                    k += 1
+                await asyncio.sleep(max(0.0, click_every - (time.perf_counter() - tick)))
+            end = await asyncio.gather(*(soak._step_counter(p) for _c, p in opened))
+            window = time.perf_counter() - t0
+            result.steps_per_s = [(b - a) / window for a, b in zip(start, end)]
+            for context, _page in [*opened, *([clicker] if clicker else [])]:
+                await context.close()
+        finally:
+            await browser.close()
+    return result
+
+
+async def _warm_up(soak, base: str, timeout: float) -> None:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await soak.launch_browser(pw)
+        try:
+            errors: list[str] = []
+            for context, _page in [await _open_sampler(soak, browser, base, 1, timeout, errors),
+                                   await _open_filters(soak, browser, base, timeout, errors)]:
+                await context.close()
+        finally:
+            await browser.close()
+
+
+def measure(sessions: int, scheduler: str, seconds: float, click_every: float, log_dir: Path | None = None) -> LoadResult:
+    """One fresh server with ``EXPLORER_SCHEDULER=scheduler``: warm-up, baseline, the scenario, memory after."""
+    soak = load_soak()
+    env = {**soak.ALLOCATOR_ENV, "EXPLORER_SCHEDULER": scheduler}
+    log = (log_dir / f"panel-{scheduler}-{sessions}.log") if log_dir else None
+    with soak.Server(env=env, log=log) as server:
+        asyncio.run(_warm_up(soak, server.base, 120.0))
+        warm = soak.baseline(server)[0]
+        result = asyncio.run(scenario(soak, server.base, sessions, seconds, click_every, scheduler=scheduler))
+        result.rss_warm, result.rss_after = warm, soak.baseline(server)[0]
+        problems, _benign = soak.log_problems(server.logs())
+        result.errors += problems
+    return result
+
+
+def pct(values: list[float], q: float) -> float:
+    return load_soak().pct(values, q)
+
+
+def table(results: list[LoadResult]) -> str:
+    alone = {r.scheduler: r.aggregate for r in results if r.sessions == 1}
+    lines = ["| sessions | scheduler | click p50 (s) | click p95 (s) | clicks | sampler steps/s (median, min) "
+             "| aggregate steps/s | × one alone | RSS after / warm |",
+             "|---:|---|---:|---:|---:|---|---:|---:|---:|"]
+    for r in results:
+        sps = r.steps_per_s
+        ratio = r.aggregate / alone[r.scheduler] if alone.get(r.scheduler) else float("nan")
+        clicks = f"{len(r.clicks)}" + (f" (+{r.missed_clicks} missed)" if r.missed_clicks else "")
+        lines.append(f"| {r.sessions} | {r.scheduler} | {pct(r.clicks, 50):.2f} | {pct(r.clicks, 95):.2f} | {clicks} "
+                     f"| {statistics.median(sps):.1f}, {min(sps):.1f} | {r.aggregate:.1f} | {ratio:.2f} "
+                     f"| {r.rss_after / r.rss_warm:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sessions", default="1,8,16,32", help="comma-separated N")
+    p.add_argument("--schedulers", default="priority,fifo")
+    p.add_argument("--seconds", type=float, default=30.0, help="measurement window per N")
+    p.add_argument("--click-every", type=float, default=3.0)
+    a = p.parse_args(argv)
+    results = []
+    for scheduler in a.schedulers.split(","):
+        for n in (int(v) for v in a.sessions.split(",")):
+            r = measure(n, scheduler, a.seconds, a.click_every)
+            results.append(r)
+            print(f"N={n} {scheduler}: clicks {[round(c, 2) for c in r.clicks]}, steps/s "
+                  f"{[round(s, 1) for s in r.steps_per_s]}, errors {len(r.errors)}", flush=True)
+            for e in r.errors[:3]:
+                print("  ", e[:500])
+    rows = sorted(results, key=lambda r: (r.sessions, r.scheduler))
+    print(table(rows))
+    summary = {}
+    for n in sorted({r.sessions for r in results} - {1}):
+        by = {r.scheduler: r for r in results if r.sessions == n}
+        if "priority" in by and "fifo" in by and by["fifo"].aggregate > 0:
+            summary[n] = by["priority"].aggregate / by["fifo"].aggregate
+    if summary:
+        print("aggregate sampler throughput, priority / fifo: "
+              + ", ".join(f"N={n}: {v:.2f}×" for n, v in summary.items()))
+    return 1 if any(r.errors for r in results) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

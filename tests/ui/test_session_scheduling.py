@@ -1,0 +1,101 @@
+"""The UI's side of the scheduler: tasks tag their model calls with a class and their session, a closed
+session's queued calls are dropped, and the per-session limits refuse with a message naming the limit."""
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from explorer.scheduler import Priority, PriorityGate, SessionClosed, current_priority, current_session, request_context
+from explorer.ui.limits import SessionLimit, check_chain_pixels
+from explorer.ui.sampler_state import SamplerRun
+from explorer.ui.tasks import BackgroundWorker, LatestTask, session_key
+
+
+def _served_doc(session_id: str) -> SimpleNamespace:
+    return SimpleNamespace(session_context=SimpleNamespace(id=session_id, _session=None))
+
+
+def test_tasks_tag_their_calls_with_class_and_session():
+    seen = []
+    task = LatestTask(lambda req, stop, publish: seen.append((current_priority(), current_session())), lambda _x: None,
+                      priority=Priority.BULK)
+    task.submit("go")  # no served page: inline, no session
+    assert seen == [(Priority.BULK, None)]
+    worker = BackgroundWorker(lambda _x: None)
+    assert worker.priority is Priority.STREAMING  # sampler and Algorithm 2 runs
+    assert session_key(_served_doc("abc")) == "abc" and session_key(None) is None
+
+
+def test_a_closed_sessions_queued_model_calls_are_dropped():
+    gate = PriorityGate(name="model")
+    task = LatestTask(lambda *_: None, lambda _x: None)
+    task._doc = _served_doc("closing")
+    outcome, held, go = [], threading.Event(), threading.Event()
+
+    def holder():
+        with gate:
+            held.set()
+            go.wait(10)
+
+    def queued():
+        with request_context(Priority.STREAMING, session="closing"):
+            try:
+                with gate:
+                    outcome.append("ran")
+            except SessionClosed:
+                outcome.append("dropped")
+
+    h = threading.Thread(target=holder)
+    h.start()
+    held.wait(10)
+    q = threading.Thread(target=queued)
+    q.start()
+    while gate.waiting() == 0:
+        time.sleep(0.002)
+    task.shutdown()  # what a destroyed session does
+    go.set()
+    for t in (h, q):
+        t.join(10)
+    assert outcome == ["dropped"]
+
+
+def test_runs_per_session_are_limited(monkeypatch):
+    monkeypatch.setenv("EXPLORER_MAX_RUNS", "2")
+    doc, release = _served_doc("one-page"), threading.Event()
+    workers = [BackgroundWorker(lambda _x: None) for _ in range(3)]
+    for w in workers:
+        w._doc = doc
+    try:
+        for w in workers[:2]:
+            w.start(lambda stop, publish: release.wait(10))
+        with pytest.raises(SessionLimit, match="EXPLORER_MAX_RUNS=2"):
+            workers[2].start(lambda stop, publish: None)
+        other = BackgroundWorker(lambda _x: None)
+        other._doc = _served_doc("another-page")  # another session is not limited by this one's runs
+        other.start(lambda stop, publish: None)
+        other.join(10)
+    finally:
+        release.set()
+        for w in workers[:2]:
+            w.join(10)
+    workers[2].start(lambda stop, publish: None)  # the first two ended: room again
+    workers[2].join(10)
+
+
+def test_chain_pixels_are_limited_with_a_message(monkeypatch):
+    check_chain_pixels(8, 256, 256)  # the sampler's largest setting passes by default
+    monkeypatch.setenv("EXPLORER_MAX_CHAIN_PIXELS", "4096")
+    with pytest.raises(SessionLimit, match="4,096 pixels per run"):
+        check_chain_pixels(2, 64, 64)
+    from explorer.denoisers import DnCNN
+    from explorer.handle import ModelHandle
+
+    run = SamplerRun(chains=2, size=64)
+    assert run.build(ModelHandle(DnCNN(depth=3, width=4), device="cpu"), (2, 1, 64, 64)) is None
+    assert "EXPLORER_MAX_CHAIN_PIXELS" in run.error
+    monkeypatch.setenv("EXPLORER_MAX_CHAIN_PIXELS", "many")
+    with pytest.raises(ValueError, match="not a whole number"):
+        check_chain_pixels(1, 8, 8)
