@@ -50,7 +50,7 @@ def cluster_mosaic(a: Analysis, members: list[np.ndarray], per_cluster: int, sca
         tiles[j * per_cluster:j * per_cluster + len(idx)] = a.data.images[idx]
     what = "standardized φ" if a.standardized else "φ"
     return labelled_mosaic(tiles, per_cluster, scale,
-                           f"k-means clusters of {what} ({a.block}), members nearest the centroid first · click one",
+                           f"k-means clusters of {what} ({a.block}), nearest the centroid first",
                            row_labels=a.cluster_summary(), tap=True)
 
 
@@ -58,8 +58,9 @@ def pca_plot(a: Analysis, color_by: str, query: int | None) -> hv.Overlay:
     """The items in the plane of the first two principal axes of the clustered vectors."""
     labels = a.data.classes if color_by == "label" and a.data.classes is not None else a.clusters.labels
     name = "label" if labels is not a.clusters.labels else "cluster"
-    pts = hv.Points({"PC1": a.coords[:, 0], "PC2": a.coords[:, 1], name: np.asarray(labels).astype(str),
-                     "item": np.arange(len(a.data))}, ["PC1", "PC2"], [name, "item"])
+    order = np.argsort(labels, kind="stable")  # the legend lists the labels in order of appearance: sorted
+    pts = hv.Points({"PC1": a.coords[order, 0], "PC2": a.coords[order, 1], name: np.asarray(labels)[order].astype(str),
+                     "item": order}, ["PC1", "PC2"], [name, "item"])
     layers = [pts.opts(color=name, cmap="Category20" if len(np.unique(labels)) > 10 else "Category10", size=4,
                        alpha=0.7, tools=["hover"], legend_position="right", show_legend=True)]
     if query is not None:
@@ -68,14 +69,14 @@ def pca_plot(a: Analysis, color_by: str, query: int | None) -> hv.Overlay:
     what = "standardized φ" if a.standardized else "φ"
     return hv.Overlay(layers).opts(
         xlabel=f"PC1 ({a.share[0]:.0%} of the variance)", ylabel=f"PC2 ({a.share[1]:.0%} of the variance)",
-        title=f"PCA of {what}, coloured by {name}", frame_width=380, frame_height=300, **PLOT)
+        title=f"PCA of {what}, coloured by {name}", frame_width=280, frame_height=280, **PLOT)
 
 
 def sparsity_plot(a: Analysis, tau: float) -> hv.Histogram:
     """The fraction of channels off per image."""
     counts, edges = np.histogram(a.sparsity, bins=20, range=(0, 1))
     return hv.Histogram((edges, counts), kdims=[f"fraction of channels off (φ_c ≤ {tau:g}·max φ)"], vdims=["images"]).opts(
-        title=f"Sparsity: median {np.median(a.sparsity):.0%} of the {a.phi.shape[1]} channels off",
+        title=f"Sparsity: median {np.median(a.sparsity):.0%} of {a.phi.shape[1]} off",
         color=ACCENT, frame_width=260, frame_height=180, **PLOT)
 
 
@@ -84,7 +85,7 @@ def activity_plot(a: Analysis) -> hv.Curve:
     rate = np.sort(a.activity)[::-1]
     return hv.Curve((np.arange(1, len(rate) + 1), rate), "channel (sorted by activity)",
                     "fraction of images it is on for").opts(
-        title="Selectivity: how many images switch each channel on", color=ACCENT, line_width=2, ylim=(0, 1.02),
+        title="Selectivity: images per channel", color=ACCENT, line_width=2, ylim=(0, 1.02),
         frame_width=260, frame_height=180, **PLOT)
 
 
@@ -104,10 +105,10 @@ def robustness_plot(curves: dict[str, dict[float, float]], current: str) -> hv.O
     layers = []
     for name, c in curves.items():
         s = sorted(c)
-        layers.append(hv.Curve((s, [c[v] for v in s]), "σ of the added noise", "corr(φ(x + σz), φ(x))",
+        layers.append(hv.Curve((s, [c[v] for v in s]), "σ of the added noise", "correlation across channels, φ(x + σz) with φ(x)",
                                label=name).opts(line_width=4 if name == current else 1.5))
-        layers.append(hv.Scatter((s, [c[v] for v in s]), "σ of the added noise", "corr(φ(x + σz), φ(x))",
+        layers.append(hv.Scatter((s, [c[v] for v in s]), "σ of the added noise", "correlation across channels, φ(x + σz) with φ(x)",
                                  label=name).opts(size=5))
     return hv.Overlay(layers).opts(
-        title="Robustness of φ per block (mean over images of the correlation across channels)", logx=True,
+        title="Robustness of φ per block, mean over images", logx=True,
         ylim=(-0.1, 1.05), legend_position="right", frame_width=420, frame_height=220, **PLOT)

@@ -35,11 +35,13 @@ DEFAULT_MODEL = "bf-mnist"
 DATA = {"MNIST training digits": "mnist:training", "MNIST held-out digits": "mnist:held-out",
         "a folder of images": "folder", "patches of a folder's images": "patches"}
 PER_CLUSTER = 12  # images shown per cluster row
-TILE_SCALE = 1.25  # screen pixels per image pixel in the cluster grid
+TILE_SCALE = 1.1  # screen pixels per image pixel in the cluster grid
 EXPLANATION = r"""
 Take a block $b$ of the network (a UNet's encoder blocks, its bottom block **mid**, its decoder blocks; a DnCNN's
-layers) and average each of its channels over space: that vector is the image's **representation**
-$$\varphi_b(y)_c = \frac{1}{H_b W_b}\sum_{i,j} a_{b,c}(y)[i,j], \qquad \varphi_b(x;\sigma_\varphi) = \frac1D\sum_{d=1}^{D}\varphi_b(x + \sigma_\varphi z_d),$$
+layers) and average each of its channels $a_{b,c}$ over space: that vector is the image's **representation**
+
+$$\varphi_{b,c}(y) = \frac{1}{H_b W_b}\sum_{i,j} a_{b,c}(y)[i,j], \qquad \varphi_b(x;\sigma_\varphi) = \frac1D\sum_{d=1}^{D}\varphi_b(x + \sigma_\varphi z_d),$$
+
 read at the noise level $\sigma_\varphi$ and averaged over $D$ noise draws (Kadkhodaie, Mallat & Simoncelli,
 *Unconditional CNN denoisers contain sparse semantic representations of images*, 2025).
 
@@ -55,11 +57,13 @@ $SI_c = (\mu_{max} - \mu_{rest})/(\mu_{max} + \mu_{rest})$ over the class means 
 **Robustness.** The correlation across channels of $\varphi_b(x + \sigma z)$ (one draw) with $\varphi_b(x)$, averaged
 over images, for every block.
 
-**Guided sampling.** Algorithm 1 with a step towards φ* (the clicked item's φ, or its cluster's mean φ):
-$y_t = y_{t-1} + h_t(d_t + g_t) + \gamma_t z_t$ with $g_t = -\lambda\lVert d_t\rVert\,\nabla G/\lVert\nabla G\rVert$ and
-$G(y) = \lVert\varphi_b(\hat x(y) + \sigma_\varphi z) - \varphi^*\rVert^2/\lVert\varphi^*\rVert^2$, the gradient taken through
-the network. Each sample is labelled with its distance $\lVert\varphi(\hat x) - \varphi^*\rVert/\lVert\varphi^*\rVert$ and,
-with labels, the label of its nearest item in pixels.
+**Guided sampling.** Algorithm 1 with a step towards the target $\varphi^\star$ (the clicked item's φ, or its
+cluster's mean φ), the gradient taken through the network:
+
+$$y_t = y_{t-1} + h_t(d_t + g_t) + \gamma_t z_t, \qquad g_t = -\lambda\lVert d_t\rVert\,\frac{\nabla G(y_{t-1})}{\lVert\nabla G(y_{t-1})\rVert}, \qquad G(y) = \frac{\lVert\varphi_b(\hat x(y) + \sigma_\varphi z) - \varphi^\star\rVert^2}{\lVert\varphi^\star\rVert^2}.$$
+
+Each sample is labelled with its distance $\lVert\varphi(\hat x) - \varphi^\star\rVert/\lVert\varphi^\star\rVert$ and, with labels,
+the label of its nearest item in pixels.
 """
 
 
@@ -291,8 +295,9 @@ class RepresentationView(ToolView):
         if g.target is not None:
             labels = ["target"] + labels
         what = "‖φ(x̂) − φ*‖/‖φ*‖" + (" · label of the nearest item in pixels" if g.labels is not None else "")
-        self._guided_pane.object = labelled_mosaic(images, len(images), 2.5, f"Guided samples towards {g.target_text}",
-                                                   col_labels=labels, xlabel=what)
+        row = labelled_mosaic(images, len(images), 2.5, f"Guided samples towards {g.target_text}", col_labels=labels,
+                              xlabel=what)
+        self._guided_pane.object = hv.Layout([row]).opts(shared_axes=False, toolbar=None)  # (a lone figure was cut)
         agree = ""
         if g.labels is not None and g.target is not None and self.analysis is not None:
             want = self.analysis.data.classes[self.query].item()
@@ -315,6 +320,7 @@ class RepresentationView(ToolView):
         near = self._neighbours.object
         stats = self._stats.object
         robust = self._robust.object
+        guided = self._guided_pane.object
         return SimpleNamespace(
             status=self._status.object, alert=self.alert_pane.object if self.alert_pane.visible else "",
             purity=self._purity.object, block_note=self._block_note.object, blocks=list(self.param.block.objects),
@@ -325,7 +331,8 @@ class RepresentationView(ToolView):
             neighbours=[] if near is None else [ticks(el, "xticks") for el in near],
             stats=[] if stats is None else [el.opts.get().kwargs.get("title") for el in stats],
             robustness=[] if robust is None else sorted({el.label for el in robust}),
-            guided=SimpleNamespace(labels=ticks(self._guided_pane.object, "xticks"), text=self._guided_text.object))
+            guided=SimpleNamespace(labels=[] if guided is None else ticks(guided[0] if isinstance(guided, hv.Layout) else guided, "xticks"),
+                                  text=self._guided_text.object))
 
     # ------------------------------------------------------------------ layout
     def sidebar(self) -> pn.Column:
