@@ -15,10 +15,9 @@ from .tasks import LatestTask
 from .text import alert, show_alert
 
 SCATTER_HELP = ("Each dot is one image of the data set: its −log p (in the unit chosen above) against its **gradient "
-                "energy** $G = \\frac1d\\sum\\|\\nabla x\\|^2$ (local contrast; forward differences inside the patch) and "
-                "against its **denoising gain** $\\mathrm{PSNR}(\\hat x, x) - \\mathrm{PSNR}(y, x)$, $y = x + \\sigma z$ "
-                "at $\\sigma = 25/255$ (seeded noise). Guth, Kadkhodaie & Simoncelli find flat images the most probable "
-                "and the least probable the hardest to denoise.")
+                "energy** G = (1/d) Σ ‖∇x‖² (local contrast; forward differences inside the patch) and against its "
+                "**denoising gain** PSNR(x̂, x) − PSNR(y, x), y = x + σz at σ = 25/255 (seeded noise). Guth, Kadkhodaie & "
+                "Simoncelli find flat images the most probable and the least probable the hardest to denoise.")
 OFF_HINT = ("*Tick “Compute them” under **Contrast, denoisability, map** in the sidebar to draw the scatter plots and "
             "the map.*")
 MAP_HELP = ("−log p of every patch of the photograph (patches of the data set's image size, the model's quantity), "

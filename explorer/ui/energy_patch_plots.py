@@ -56,8 +56,9 @@ def scatter_figure(s: EnergyPatchState, which: str) -> hv.Scatter | None:
     xlabel = "log₁₀ G, G = mean squared gradient per pixel" if which == "gradient" else (
         f"denoising gain of {s.denoiser} at σ = 25/255 (dB)")
     ylabel = axis_label(e.unit, e.quantity)
+    c = correlations(x, v)
     title = ("−log p vs local contrast" if which == "gradient" else "−log p vs denoisability") + \
-        f"\n{correlation_text(s, which)}"
+        f"\nPearson r = {c['pearson']:.3f}, Spearman ρ = {c['spearman']:.3f} (n = {c['n']})"
     return hv.Scatter((x, v), kdims=[xlabel], vdims=[ylabel]).opts(
         color=ACCENT, alpha=0.55, size=4, width=SCATTER_SIZE[0], height=SCATTER_SIZE[1], show_grid=True,
         tools=["hover"], toolbar=None, title=title, fontsize={"title": "9.5pt", "labels": "9pt"})

@@ -125,7 +125,7 @@ def histogram_figure(s: EnergyState) -> hv.Overlay | None:
 def histogram_title(s: EnergyState) -> str:
     """"N <data> under <model>", and the spread as the probability ratio of the extremes."""
     k = s.probability_ratio()
-    spread = "" if k is None else f" · p(most probable) / p(least probable) = 10^{k:.0f}"
+    spread = "" if k is None else f"\np(most probable) / p(least probable) = 10^{k:.0f}"
     return f"{s.values().size} {s.data_label} under {s.result_model}{spread}"
 
 
