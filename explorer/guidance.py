@@ -15,7 +15,8 @@ fresh z per step, so the steps average over the draws). Its gradient goes throug
 so the guidance step is a fixed fraction λ (``strength``, default :data:`STRENGTH`) of the denoiser's step d_t:
 it shrinks with the noise as d_t does (‖d_t‖ = σ_t √N) and, being a direction, needs no tuning to the scale
 of φ. σ_t and γ_t are still measured on d_t, so the noise schedule is that of Algorithm 1. The schedule
-``until`` stops the guidance once σ_t ≤ ``until`` (default None: guided to the end). λ = 0 is Algorithm 1.
+``until`` stops the guidance of a chain once its σ_t ≤ ``until`` (default None: guided to the end). λ = 0 is
+Algorithm 1.
 
 Each guided step costs the sampler's denoiser call plus two forward passes (x̂(y), then φ up to block b) and a
 backward pass through both.
@@ -70,9 +71,9 @@ class RepresentationGuidance:
         return ((phi - target) ** 2).sum(dim=1) / (target**2).sum(dim=-1)
 
     def __call__(self, y: Tensor, d: Tensor, chains: Tensor) -> Tensor:
-        n = math.prod(d.shape[1:])
-        if self.strength == 0 or (self.until is not None and float(d.flatten(1).norm(dim=1).max()) / math.sqrt(n)
-                                  <= self.until):
+        norm = d.flatten(1).norm(dim=1)
+        on = norm / math.sqrt(math.prod(d.shape[1:])) > (self.until or 0.0)  # σ_t > until: still guided
+        if self.strength == 0 or not bool(on.any()):
             return torch.zeros_like(d)
         with getattr(self.handle, "lock", None) or nullcontext(), torch.enable_grad():
             yy = y.detach().requires_grad_(True)
@@ -80,7 +81,7 @@ class RepresentationGuidance:
             (grad,) = torch.autograd.grad(g.sum(), yy)
         self.last = g.detach().cpu()
         unit = grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-        return -self.strength * d.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * unit
+        return -(self.strength * norm * on).view(-1, 1, 1, 1) * unit
 
 
 def guided_sample(handle: Any, target: Tensor | np.ndarray, block: str, shape: tuple[int, int, int, int],

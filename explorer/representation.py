@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .denoisers import DnCNN, LabUNet, LabUNet2024
+from .representation_stats import robustness
 
 BOTTOM = "mid"  # the name of the bottom (middle) block of every UNet
 
@@ -230,8 +231,6 @@ def robustness_curves(handle: object, images: np.ndarray, sigmas: list[float], n
     """Per block (all of :func:`block_names` unless ``names``): σ → the mean over the images of the correlation
     across channels of φ_b(x + σz) (one draw) with φ_b(x) (:func:`explorer.representation_stats.robustness`).
     ``stop()`` true ends early, with the blocks done so far."""
-    from .representation_stats import robustness
-
     out: dict[str, dict[float, float]] = {}
     for name in names or block_names(handle):
         if stop is not None and stop():

@@ -185,6 +185,9 @@ def test_the_guidance_step_lowers_the_phi_distance():
         after = guide.objective(y + 0.01 * g, chains)
     assert (after < before).all()
     assert torch.equal(RepresentationGuidance(handle, target, "mid", strength=0.0)(y, d, chains), torch.zeros_like(d))
+    sigmas = d.flatten(1).norm(dim=1) / 16  # σ_t = ‖d‖/√N, N = 256
+    late = RepresentationGuidance(handle, target, "mid", until=float(sigmas.median()))(y, d, chains)
+    assert torch.equal(late.flatten(1).norm(dim=1) > 0, sigmas > sigmas.median())  # guided only while σ_t > until
     with pytest.raises(ValueError, match="non-zero"):
         RepresentationGuidance(handle, torch.zeros(16), "mid")
 

@@ -161,9 +161,12 @@ class RepresentationView(ToolView):
         if DATA[self.data] in ("folder", "patches") and not self.folder.strip():
             self._status.object = "Type the path of a folder of images in the sidebar."
             return
-        self.request = dict(model=self.picker.model, data=self._source(), count=int(self.count), block=self.block,
-                            sigma=float(self.sigma), draws=int(self.draws) if self.sigma > 0 else 1, k=int(self.k),
-                            standardize=bool(self.standardize))
+        request = dict(model=self.picker.model, data=self._source(), count=int(self.count), block=self.block,
+                       sigma=float(self.sigma), draws=int(self.draws) if self.sigma > 0 else 1, k=int(self.k),
+                       standardize=bool(self.standardize))
+        if request == self.request and (self.task.running or self.analysis is not None):
+            return  # nothing that matters changed (a folder typed while the digits are shown)
+        self.request = request
         show_alert(self.alert_pane, "")
         self._progress.max, self._progress.value = int(self.count), 0
         self._status.object = f"Computing φ of {self.count} items in block {self.block}…"
