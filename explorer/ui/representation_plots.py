@@ -111,4 +111,4 @@ def robustness_plot(curves: dict[str, dict[float, float]], current: str) -> hv.O
                                  label=name).opts(size=5))
     return hv.Overlay(layers).opts(
         title="Robustness of φ per block, mean over images", logx=True,
-        ylim=(-0.1, 1.05), legend_position="right", frame_width=420, frame_height=220, **PLOT)
+        xlim=(0.04, 1.0), ylim=(-0.1, 1.05), legend_position="right", frame_width=420, frame_height=220, **PLOT)
