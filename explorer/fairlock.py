@@ -21,6 +21,9 @@ class FairRLock:
         self._owner: int | None = None
         self._depth = 0
 
+    def held_by_me(self) -> bool:
+        return self._owner == threading.get_ident()
+
     def acquire(self) -> bool:
         me = threading.get_ident()
         with self._cond:

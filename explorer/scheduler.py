@@ -196,6 +196,9 @@ class ModelLock:
     def __init__(self, model_gate: PriorityGate, device_gate: PriorityGate | None):
         self.model_gate, self.device_gate = model_gate, device_gate
 
+    def held_by_me(self) -> bool:
+        return self.model_gate.held_by_me()
+
     def acquire(self, done: threading.Event | None = None) -> bool:
         if not self.model_gate.acquire(done):
             return False

@@ -335,15 +335,13 @@ def test_handle_nll_needs_an_energy_model(tiny_bf_cnn):
 
 
 def test_handle_energy_and_nll_hold_the_lock():
-    import threading
-
     model = tiny_unet()
     handle = ModelHandle(model, device="cpu")
     held = []
     real = type(model).energy
 
     def energy(self, y, t):
-        held.append(handle.lock._owner == threading.get_ident())
+        held.append(handle.lock.held_by_me())
         return real(self, y, t)
 
     x = torch.rand(2, 1, 8, 8)

@@ -9,8 +9,9 @@ One daemon worker thread per runner, alive while it has work queued:
   Outside a served session (tests, plain Python, a notebook) a request runs inline.
 - :class:`BackgroundWorker` — the same runner for one long job that streams progress:
   ``start(work, on_done)`` runs ``work(stop, publish)`` on the thread even outside a server; only the
-  newest snapshot is kept, rendered by a periodic callback every ``period`` ms (or :meth:`flush` /
-  :meth:`join` by hand), and ``on_done(error_or_None)`` follows the last one.
+  newest snapshot is kept, rendered by a periodic callback every ``period`` ms — less often when many
+  sessions play at once, so that their renders leave the shared event loop free for clicks — (or
+  :meth:`flush` / :meth:`join` by hand), and ``on_done(error_or_None)`` follows the last one.
 
 Both: ``cancel()`` / ``stop()``, ``running``; a destroyed session stops the work and ends the thread;
 errors are printed and reported on the loop; nothing is pushed to a page whose websocket has closed
@@ -286,7 +287,9 @@ class LatestTask:
                     traceback.print_exc()
 
 
-_WORKERS: "weakref.WeakSet[BackgroundWorker]" = weakref.WeakSet()  # every worker, for the per-session limit
+_WORKERS: "weakref.WeakSet[BackgroundWorker]" = weakref.WeakSet()  # every worker: per-session limit, loop budget
+LOOP_SHARE = 3  # the playing workers' renders take at most 1/3 of the event loop together
+MAX_RENDER_GAP = 1.5  # seconds: however busy the server, a playing page shows a new state this often
 
 
 class BackgroundWorker(LatestTask):
@@ -311,6 +314,8 @@ class BackgroundWorker(LatestTask):
         self._error: BaseException | None = None
         self._periodic: Any = None
         self.render_count = 0
+        self._render_seconds = 0.0  # running mean of one render's cost
+        self._next_render_at = 0.0
         _WORKERS.add(self)
 
     def _inline(self, doc: Any) -> bool:
@@ -343,6 +348,7 @@ class BackgroundWorker(LatestTask):
         if self._doc is not None and session_closed(self._doc):  # the tab is gone: stop, push nothing
             self.shutdown()
             return False
+        now = time.perf_counter()
         with self._lock:
             snap, dirty, self._dirty = self._latest, self._dirty, False
         rendered = False
@@ -353,6 +359,7 @@ class BackgroundWorker(LatestTask):
                 rendered = True
             except Exception:
                 traceback.print_exc()
+            self._throttle(now, time.perf_counter() - now)
         if self._job_done.is_set() and self._active:
             self._active = False
             self._stop_periodic()
@@ -362,6 +369,21 @@ class BackgroundWorker(LatestTask):
                 except Exception:
                     traceback.print_exc()
         return rendered
+
+    def _tick(self) -> None:
+        """The periodic callback: flush, unless the loop's budget says not yet (the end is never held back)."""
+        if self._job_done.is_set() or time.perf_counter() >= self._next_render_at:
+            self.flush()
+
+    def _throttle(self, started: float, seconds: float) -> None:
+        """When to render next. All sessions' renders share one event loop (which also has to hear every
+        click): with n workers playing, each renders at most every LOOP_SHARE · n · (its render time), so
+        that together they take at most 1 / LOOP_SHARE of the loop; never more often than ``period``, never
+        less often than MAX_RENDER_GAP (a page that looks frozen is worse than a slower click)."""
+        self._render_seconds = seconds if self._render_seconds == 0 else 0.7 * self._render_seconds + 0.3 * seconds
+        playing = sum(1 for w in list(_WORKERS) if w._active and not w._job_done.is_set())
+        wait = min(MAX_RENDER_GAP, LOOP_SHARE * max(1, playing) * self._render_seconds)
+        self._next_render_at = started + max(self.period / 1000, wait)
 
     def stop(self, wait: bool = True, timeout: float = 10.0) -> None:
         """Ask the work to stop; with ``wait``, wait for it and show its last state."""
@@ -386,7 +408,7 @@ class BackgroundWorker(LatestTask):
         self._stop_periodic()
         try:
             if pn.state.curdoc is not None or _running_loop():
-                self._periodic = pn.state.add_periodic_callback(self.flush, period=self.period, start=True)
+                self._periodic = pn.state.add_periodic_callback(self._tick, period=self.period, start=True)
         except Exception:
             self._periodic = None
 

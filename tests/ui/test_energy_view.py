@@ -310,15 +310,13 @@ def test_units_agree_between_the_cli_the_tool_and_the_training_log(folder, tmp_p
 
 
 def test_every_model_call_of_the_tool_holds_the_handle_lock(energy_model, folder, monkeypatch):
-    import threading
-
     handle = get_handle(NAME)
     calls = []
     real_nll, real_energy = type(energy_model).nll, type(energy_model).energy
 
     def watch(real):
         def method(self, *a, **k):
-            calls.append(handle.lock._owner == threading.get_ident())
+            calls.append(handle.lock.held_by_me())
             return real(self, *a, **k)
         return method
 

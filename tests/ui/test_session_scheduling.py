@@ -99,3 +99,31 @@ def test_chain_pixels_are_limited_with_a_message(monkeypatch):
     monkeypatch.setenv("EXPLORER_MAX_CHAIN_PIXELS", "many")
     with pytest.raises(ValueError, match="not a whole number"):
         check_chain_pixels(1, 8, 8)
+
+
+def test_playing_workers_leave_the_event_loop_room():
+    """With n workers playing, each renders at most every LOOP_SHARE · n · (render time); the periodic
+    tick skips a render that comes too early, but never the last one."""
+    from explorer.ui import tasks
+
+    rendered, release = [], threading.Event()
+    workers = [BackgroundWorker(lambda snap: (rendered.append(snap), time.sleep(0.02)), period=10) for _ in range(2)]
+    for w in workers:
+        w.start(lambda stop, publish: (publish("s"), release.wait(10)))
+    try:
+        w = workers[0]
+        while not all(x._dirty for x in workers):  # both have published their first snapshot
+            time.sleep(0.002)
+        t0 = time.perf_counter()
+        assert w.flush()  # by hand: always renders
+        gap = w._next_render_at - t0
+        assert gap >= tasks.LOOP_SHARE * 2 * 0.02 * 0.9  # two playing: ≥ 3 · 2 · 20 ms
+        w.publish("again")
+        w._tick()  # too early: held back
+        assert rendered == ["s"]
+    finally:
+        release.set()
+        for x in workers:
+            x._job_done.wait(10)
+    workers[0]._tick()  # the job ended: the last snapshot is shown at once
+    assert rendered[-1] == "again"
