@@ -85,7 +85,7 @@ class ModelHandle:
         if scheduler_mode() == "fifo":
             self.lock, self._batcher = FairRLock(), None
         else:
-            self.lock = ModelLock(PriorityGate(1, name=self.name), device_gate(self.device))
+            self.lock = ModelLock(PriorityGate(1, name=self.name, hold_back=True), device_gate(self.device))
             self._batcher = Batcher(self.lock, cpu=self.device.type == "cpu",
                                     split=bool(getattr(model, "concurrent_forward", False)))
         self._padding_noted: set[tuple[int, int]] = set()

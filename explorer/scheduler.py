@@ -12,6 +12,12 @@ never oversubscribe the cores). A waiting request carries
   with many requests queued cannot starve another. :meth:`PriorityGate.drop_session` makes the queued
   requests of a closed session raise :class:`SessionClosed` instead of running.
 
+On a CPU the cores are not the only thing sessions share: every thread needs Python's GIL between two
+torch operations, and the event loop needs it to render and to hear clicks. So while an interactive
+request is in flight (:func:`foreground`: from a click until its result is shown, at most
+:data:`FOREGROUND_SECONDS`), the gates grant nothing of a lower class and playing pages hold back their
+renders: the samplers pause for the ~0.1 s a click costs instead of making it wait seconds.
+
 Both come from the caller's context (:func:`request_context`), so the handles' public API is unchanged:
 a notebook user (one session, everything interactive) sees a plain re-entrant lock. A request that
 holds the gate is never pre-empted; long work yields between its chunks by taking the gate per chunk.
@@ -22,6 +28,7 @@ import contextvars
 import itertools
 import os
 import threading
+import time
 import weakref
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
@@ -73,6 +80,50 @@ def request_context(priority: Priority | str | None = None, session: Hashable = 
 
 
 _gates: "weakref.WeakSet[PriorityGate]" = weakref.WeakSet()  # every live gate, for drop_session
+FOREGROUND_SECONDS = 2.0  # the longest an interactive request holds back the other classes
+_foreground: dict[int, float] = {}  # token → when its interactive request began
+_foreground_lock = threading.Lock()
+_tokens = itertools.count(1)
+
+
+def foreground_begin() -> int:
+    """An interactive request is in flight (until :func:`foreground_end` with the token returned, or
+    :data:`FOREGROUND_SECONDS`): lower classes wait."""
+    with _foreground_lock:
+        token = next(_tokens)
+        _foreground[token] = time.monotonic()
+        return token
+
+
+def foreground_end(token: int | None) -> None:
+    """The interactive request of ``token`` is done (its result shown, failed or superseded)."""
+    with _foreground_lock:
+        if _foreground.pop(token, None) is None:
+            return
+    for gate in list(_gates):
+        gate.wake()
+
+
+def foreground_active() -> bool:
+    """True while an interactive request began less than :data:`FOREGROUND_SECONDS` ago and has not ended."""
+    if not _foreground:
+        return False
+    now = time.monotonic()
+    with _foreground_lock:
+        for token, began in list(_foreground.items()):
+            if now - began >= FOREGROUND_SECONDS:
+                del _foreground[token]
+        return bool(_foreground)
+
+
+@contextmanager
+def foreground() -> Iterator[None]:
+    """Hold back the lower classes while the block runs (see :func:`foreground_begin`)."""
+    token = foreground_begin()
+    try:
+        yield
+    finally:
+        foreground_end(token)
 
 
 def drop_session(session: Hashable) -> int:
@@ -96,13 +147,15 @@ class PriorityGate:
     ``with gate:`` or ``acquire()`` / ``release()``. A thread that holds the gate re-enters without
     queueing. ``acquire(done=event)`` also returns (False, not holding) once ``event`` is set while it
     waits: a request another holder has already served (:mod:`explorer.batching`) leaves the queue;
-    whoever sets such an event calls :meth:`wake`.
+    whoever sets such an event calls :meth:`wake`. ``hold_back``: while :func:`foreground_active`, grant
+    no request of a lower class than interactive (the models' gates; not the device budget, which a
+    thread already holding a model takes next and must not wait for).
     """
 
-    def __init__(self, slots: int = 1, name: str = "gate"):
+    def __init__(self, slots: int = 1, name: str = "gate", hold_back: bool = False):
         if slots < 1:
             raise ValueError(f"a gate needs at least one slot, got {slots}")
-        self.slots, self.name = slots, name
+        self.slots, self.name, self.hold_back = slots, name, hold_back
         self._cond = threading.Condition(threading.Lock())
         self._holders: dict[int, int] = {}  # thread id → re-entry depth
         self._waiting: list[_Waiter] = []
@@ -126,7 +179,7 @@ class PriorityGate:
         return len(self._waiting)
 
     def _next(self) -> _Waiter:
-        return min(self._waiting, key=lambda w: (w.priority, self._served_at.get(w.session, -1), w.ticket))
+        return min(self._waiting, key=lambda w: (w.cancelled, w.priority, self._served_at.get(w.session, -1), w.ticket))
 
     def acquire(self, done: threading.Event | None = None) -> bool:
         """Wait for a slot (re-entrant). False, without the gate, if ``done`` is set first;
@@ -144,11 +197,12 @@ class PriorityGate:
                         raise SessionClosed(f"{self.name}: the session closed; its queued request was dropped")
                     if done is not None and done.is_set():
                         return False
-                    if len(self._holders) < self.slots and self._next() is waiter:
+                    held_back = self.hold_back and waiter.priority > Priority.INTERACTIVE and foreground_active()
+                    if not held_back and len(self._holders) < self.slots and self._next() is waiter:
                         self._holders[me] = 1
                         self._served_at[waiter.session] = next(self._clock)
                         return True
-                    self._cond.wait()
+                    self._cond.wait(0.02 if held_back else None)  # (a foreground request may expire)
             finally:
                 self._waiting.remove(waiter)
                 self._cond.notify_all()  # the head of the queue may have changed

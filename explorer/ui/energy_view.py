@@ -21,6 +21,7 @@ texts in :mod:`explorer.ui.energy_plots`; this module only wires widgets to them
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import holoviews as hv
@@ -28,6 +29,7 @@ import panel as pn
 import param
 
 import explorer
+from explorer.scheduler import Priority
 
 from .controls import bounded_input
 from .energy_plots import (TILE, basename, bin_markdown, failures_markdown, histogram_figure, npz_export,
@@ -145,7 +147,7 @@ class EnergyView(ToolView):
         self.picker.param.model.objects = names
         self.picker.model = chosen
         self.picker._select.name = "Energy model"
-        self.state = EnergyState(task_factory=LatestTask, **state_params)
+        self.state = EnergyState(task_factory=partial(LatestTask, priority=Priority.BULK), **state_params)
         self.patches = EnergyPatchPanes(self.state)  # contrast, denoisability and the map (photograph views)
 
         sw = dict(sizing_mode="stretch_width")

@@ -20,6 +20,7 @@ import param
 from explorer.guidance import STRENGTH
 from explorer.representation import BOTTOM, block_names
 from explorer.representation_stats import purity
+from explorer.scheduler import Priority
 
 from .controls import bounded_input
 from .models import ModelPicker, model_names
@@ -121,8 +122,10 @@ class RepresentationView(ToolView):
                                              margin=(0, 10), **sw)
         self.tap: hv.streams.Tap | None = None
         self._members: list[np.ndarray] = []
-        self.task = LatestTask(compute, self._render, self._on_error, name="representation")
-        self.sampler = LatestTask(sample_guided, self._render_guided, self._on_sample_error, name="guided-sampling")
+        self.task = LatestTask(compute, self._render, self._on_error, name="representation",
+                               priority=Priority.BULK)
+        self.sampler = LatestTask(sample_guided, self._render_guided, self._on_sample_error, name="guided-sampling",
+                                  priority=Priority.STREAMING)
         self.picker.param.watch(lambda _e: self._model_changed(), "model")
         self._model_changed()
 

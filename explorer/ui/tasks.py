@@ -33,7 +33,8 @@ from typing import Any
 import panel as pn
 from panel.io.state import set_curdoc
 
-from ..scheduler import Priority, SessionClosed, drop_session, request_context
+from ..scheduler import (Priority, SessionClosed, drop_session, foreground_active, foreground_begin, foreground_end,
+                         request_context)
 from .limits import check_runs
 
 
@@ -121,6 +122,7 @@ class LatestTask:
         self._compute, self._render, self._on_error, self._on_done = compute, render, on_error, on_done
         self.name = name
         self.priority = priority  # the class of the model calls it makes (explorer.scheduler)
+        self._foreground: int | None = None  # an interactive request in flight on a served page
         self._gen = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -180,6 +182,9 @@ class LatestTask:
             return
         self.bind(doc)
         self._active = True
+        if self.priority is Priority.INTERACTIVE:  # until its result is shown: the other classes wait
+            foreground_end(self._foreground)
+            self._foreground = foreground_begin()
         with self._lock:
             self._jobs.append((gen, stop, request, doc))
             if self._thread is None:
@@ -201,6 +206,11 @@ class LatestTask:
             self._gen += 1
             self._stop.set()
         self._active = False
+        self._end_foreground()
+
+    def _end_foreground(self) -> None:
+        token, self._foreground = self._foreground, None
+        foreground_end(token)
 
     def shutdown(self) -> None:
         """Stop the work for good (a closed session): its requests queued at the models are dropped; the
@@ -234,6 +244,7 @@ class LatestTask:
 
         def finish() -> None:
             self._active = False
+            self._end_foreground()
             self.last_seconds = seconds
             if self._on_done:
                 self._on_done()
@@ -371,8 +382,9 @@ class BackgroundWorker(LatestTask):
         return rendered
 
     def _tick(self) -> None:
-        """The periodic callback: flush, unless the loop's budget says not yet (the end is never held back)."""
-        if self._job_done.is_set() or time.perf_counter() >= self._next_render_at:
+        """The periodic callback: flush, unless the loop's budget says not yet or a click is being served
+        (the end is never held back)."""
+        if self._job_done.is_set() or (time.perf_counter() >= self._next_render_at and not foreground_active()):
             self.flush()
 
     def _throttle(self, started: float, seconds: float) -> None:
