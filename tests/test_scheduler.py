@@ -334,3 +334,41 @@ def test_the_model_lock_takes_the_device_budget_and_leaves_it():
         t.start()
         t.join(5)
     assert result == [False]
+
+
+def test_a_click_in_flight_holds_back_the_other_classes():
+    """While an interactive request is in flight, a model's gate grants no streaming work even when free;
+    it does at once when the request ends, and by itself after FOREGROUND_SECONDS."""
+    import explorer.scheduler as scheduler
+
+    gate = PriorityGate(name="model", hold_back=True)
+    budget = PriorityGate(name="device")  # a device budget never holds back
+    got = []
+
+    def stream():
+        with request_context(Priority.STREAMING, session="s"):
+            with gate:
+                got.append(time.monotonic())
+
+    token = scheduler.foreground_begin()
+    try:
+        with request_context(Priority.STREAMING):
+            with budget:
+                pass
+        t = threading.Thread(target=stream)
+        t.start()
+        time.sleep(0.15)
+        assert got == []  # held back although the gate is free
+        ended = time.monotonic()
+    finally:
+        scheduler.foreground_end(token)
+    t.join(5)
+    assert len(got) == 1 and got[0] - ended < 0.5
+    old = scheduler.FOREGROUND_SECONDS
+    scheduler.FOREGROUND_SECONDS = 0.1
+    try:
+        scheduler.foreground_begin()  # never ended (a page gone mid-click): it expires
+        time.sleep(0.15)
+        assert not scheduler.foreground_active()
+    finally:
+        scheduler.FOREGROUND_SECONDS = old
