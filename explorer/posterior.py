@@ -125,12 +125,18 @@ def jacobian_diagonal(handle: ModelHandle, y: ArrayOrTensor, sigma: SigmaLike = 
         return probe_diagonal(apply, (c, h, w), period=period, repeats=repeats, seed=seed)
 
 
-def posterior_std(handle: ModelHandle, y: ArrayOrTensor, sigma: float | None = None, **options) -> PosteriorStd:
+_TOLD_SIGMA = object()  # posterior_std's default: tell the denoiser the noise level itself
+
+
+def posterior_std(handle: ModelHandle, y: ArrayOrTensor, sigma: float | None = None, *, told: SigmaLike = _TOLD_SIGMA,
+                  **options) -> PosteriorStd:
     """The per-pixel posterior standard deviation √(σ² A_ii) of a least-squares denoiser at y (C, H, W).
 
-    ``sigma`` is the noise level of y (told to the denoiser, which a blind network ignores); ``None`` — for
-    blind denoisers only — uses the estimate σ̂² = ‖y − x̂(y)‖²/N. Negative diagonal estimates (noise of the estimator, or a denoiser that is
-    not a least-squares one) are clipped to 0. ``options`` go to :func:`jacobian_diagonal`.
+    ``sigma`` is the noise level of y; ``None`` — for blind denoisers only — uses the estimate
+    σ̂² = ‖y − x̂(y)‖²/N. ``told`` is what the denoiser is told (default ``sigma``; a blind network ignores
+    it): the Jacobian is the one of that call, as the filters tool's rows are. Negative diagonal estimates
+    (noise of the estimator, or a denoiser that is not a least-squares one) are clipped to 0. ``options``
+    go to :func:`jacobian_diagonal`.
     """
     if sigma is None:
         if not handle.blind:
@@ -138,9 +144,28 @@ def posterior_std(handle: ModelHandle, y: ArrayOrTensor, sigma: float | None = N
         sigma_used = float(handle.estimate_sigma(y).reshape(-1)[0])
     else:
         sigma_used = float(sigma)
-    diag = jacobian_diagonal(handle, y, sigma, **options)
+    diag = jacobian_diagonal(handle, y, sigma if told is _TOLD_SIGMA else told, **options)
     std = (sigma_used ** 2 * diag.diagonal.clamp_min(0)).sqrt()
     return PosteriorStd(std, sigma_used, diag)
+
+
+@dataclass(frozen=True)
+class ErrorCheck:
+    """The actual error |x̂ − x| against a posterior std map: the fractions within 1 and 2 std, the RMS
+    error and the RMS std it predicts, √mean(σ² A_ii)."""
+
+    error: np.ndarray
+    calibration: dict[float, float]
+    rmse: float
+    predicted_rmse: float
+
+
+def check_against_error(std: ArrayOrTensor, denoised: ArrayOrTensor, clean: ArrayOrTensor) -> ErrorCheck:
+    """:class:`ErrorCheck` of a std map (any shape with the image's pixels) on a denoised image with its clean one."""
+    error = np.abs(np.asarray(denoised, np.float32) - np.asarray(clean, np.float32))
+    s = np.asarray(std, np.float64).reshape(error.shape)
+    return ErrorCheck(error, calibration(error, s), float(np.sqrt(np.mean(error.astype(np.float64) ** 2))),
+                      float(np.sqrt(np.mean(s ** 2))))
 
 
 def calibration(error: ArrayOrTensor, std: ArrayOrTensor, multiples: tuple[float, ...] = (1.0, 2.0)) -> dict[float, float]:

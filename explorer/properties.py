@@ -27,7 +27,7 @@ from .effective_dimension import effective_dim_curve, symmetry
 from .handle import ModelHandle
 from .jacobian import jvp, row_sums
 from .metrics import psnr
-from .posterior import calibration, jacobian_diagonal
+from .posterior import check_against_error, posterior_std
 from .sampling import sample
 
 HOMOGENEITY_TOLERANCE = 1e-3  # relative; float32 networks are homogeneous to ~1e-6
@@ -234,15 +234,15 @@ def posterior_calibration(handle: ModelHandle, image: np.ndarray, sigma: float, 
     """The fractions of pixels with |x̂ − x| within 1 and 2 posterior std √(σ² A_ii) (coloured probing)."""
     y = noisy(image, sigma, seed)
     den = np.asarray(handle.denoise(y, told(handle, sigma)), np.float32)
-    diag = jacobian_diagonal(handle, y, told(handle, sigma), seed=seed)
-    std = np.sqrt(sigma ** 2 * diag.diagonal.clamp_min(0).numpy()).reshape(image.shape)
-    error = np.abs(den - image)
-    within = calibration(error, std)
+    ps = posterior_std(handle, y, sigma, told=told(handle, sigma), seed=seed)
+    std = ps.std.numpy().reshape(image.shape)
+    check = check_against_error(std, den, image)
+    within = check.calibration
     return Measured([Property("calibration", "posterior calibration: |x̂ − x| within 1 std", within[1.0], "0.683",
                               _flag(abs(within[1.0] - 0.683) < CALIBRATION_TOLERANCE),
-                              f"within 2 std {within[2.0]:.3f} (ideal 0.954); RMS error {np.sqrt(np.mean(error ** 2)):.4f}, "
-                              f"predicted √mean(σ²Aᵢᵢ) {np.sqrt(np.mean(std ** 2)):.4f}; σ = {sigma:g}, {diag.method}")],
-                    dict(std=std, error=error, noisy=y, denoised=den, clean=image))
+                              f"within 2 std {within[2.0]:.3f} (ideal 0.954); RMS error {check.rmse:.4f}, "
+                              f"predicted √mean(σ²Aᵢᵢ) {check.predicted_rmse:.4f}; σ = {sigma:g}, {ps.diagonal.method}")],
+                    dict(std=std, error=check.error, noisy=y, denoised=den, clean=image))
 
 
 def as_images(arrays: Sequence[Any]) -> list[np.ndarray]:

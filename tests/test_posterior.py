@@ -148,3 +148,14 @@ def test_the_posterior_std_of_the_empirical_denoiser_is_the_spread_of_its_poster
     np.testing.assert_allclose(exact, monte_carlo, rtol=0.02, atol=1e-3)
     weighted = np.sqrt((w[:, None, None] * (images[:, 0] - (w[:, None, None] * images[:, 0]).sum(0)) ** 2).sum(0))
     np.testing.assert_allclose(exact, weighted, rtol=1e-4, atol=1e-6)
+
+
+def test_check_against_error_on_known_maps():
+    from explorer.posterior import check_against_error
+
+    clean = np.zeros((4, 4), np.float32)
+    denoised = np.full((4, 4), 0.1, np.float32)
+    std = np.where(np.arange(16).reshape(4, 4) < 8, 0.2, 0.06)  # half within 1 std, all within 2 std
+    c = check_against_error(std, denoised, clean)
+    assert c.calibration == {1.0: 0.5, 2.0: 1.0}
+    assert c.rmse == pytest.approx(0.1) and c.predicted_rmse == pytest.approx(np.sqrt((0.04 + 0.0036) / 2))

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import panel as pn
 
-from explorer.posterior import calibration, jacobian_diagonal
+from explorer.posterior import check_against_error, posterior_std
 
 from .plots import LiveImage
 from .text import fmt_number
@@ -35,15 +35,14 @@ def uncertainty(handle: Any, noisy: np.ndarray, sigma: float, sigma_arg: float |
     """std = √(σ² diag A) at ``noisy`` (σ the true noise level; ``sigma_arg`` is what the denoiser is told, as
     for its filters), the actual error |x̂ − x| and the calibration
     {1: fraction within 1 std, 2: within 2 std}, as (H, W) arrays and numbers."""
-    diag = jacobian_diagonal(handle, noisy, sigma_arg)  # the Jacobian the filters are rows of
-    std = np.sqrt(sigma ** 2 * diag.diagonal.clamp_min(0).numpy()).reshape(np.shape(noisy))
-    out: dict[str, Any] = dict(std=std.astype(np.float32), sigma=sigma, method=diag.method,
-                               negative=float((diag.diagonal < 0).float().mean()),
+    ps = posterior_std(handle, noisy, sigma, told=sigma_arg)  # the Jacobian the filters are rows of
+    std = ps.std.numpy().reshape(np.shape(noisy)).astype(np.float32)
+    out: dict[str, Any] = dict(std=std, sigma=sigma, method=ps.diagonal.method,
+                               negative=float((ps.diagonal.diagonal < 0).float().mean()),
                                median_std=float(np.median(std)), error=None, calibration=None, rmse=None)
     if clean is not None:
-        error = np.abs(np.asarray(denoised, np.float32) - np.asarray(clean, np.float32))
-        out.update(error=error, calibration=calibration(error, std), rmse=float(np.sqrt(np.mean(error.astype(np.float64) ** 2))),
-                   predicted_rmse=float(np.sqrt(np.mean(std.astype(np.float64) ** 2))))
+        check = check_against_error(std, denoised, clean)
+        out.update(error=check.error, calibration=check.calibration, rmse=check.rmse, predicted_rmse=check.predicted_rmse)
     return out
 
 
