@@ -14,6 +14,12 @@ over the window (median, min), their aggregate, the aggregate against one sample
 runs one sampler and no clicks), and the server's RSS after the sessions closed against its warm baseline.
 
     python benchmarks/bench_load.py [--sessions 1,8,16,32] [--schedulers priority,fifo] [--seconds 30]
+    python benchmarks/bench_load.py --in-process [--sessions 8]   # no browsers, no server: the model side only
+
+``--in-process`` measures the model side alone, in one process per scheduler: N − 1 threads step a sampler
+(x ← x + 0.01 (x̂(x) − x), streaming, one session each) on the default model at 64×64 while one thread asks
+for one adaptive filter (a Jacobian row, interactive) every 0.3 s; it reports the click's median and max and
+the samplers' steps/s together.
 
 The browsers share the server's cores: the figures are the server's share of a machine that also renders
 N pages; compare the two schedulers within one run, not across machines.
@@ -187,13 +193,85 @@ def table(results: list[LoadResult]) -> str:
     return "\n".join(lines)
 
 
+def in_process_worker(sessions: int, clicks: int = 8) -> dict:
+    """The ``--in-process`` measurement in this process (its scheduler is ``$EXPLORER_SCHEDULER``)."""
+    import threading
+
+    import torch
+
+    import explorer
+    from explorer import jacobian
+    from explorer.scheduler import Priority, request_context
+
+    torch.set_num_threads(1)  # as the apps (explorer.ui.theme.limit_torch_threads)
+    handle = explorer.load(explorer.DEFAULT_MODEL)
+    stop, steps = threading.Event(), [0] * max(0, sessions - 1)
+
+    def sampler(k: int) -> None:
+        y = torch.rand(1, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(k))
+        with request_context(Priority.STREAMING, session=k):
+            while not stop.is_set():
+                y = y + 0.01 * (handle.denoise(y) - y)
+                steps[k] += 1
+
+    threads = [threading.Thread(target=sampler, args=(k,)) for k in range(len(steps))]
+    image = torch.rand(1, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(99))
+    with request_context(Priority.INTERACTIVE, session="clicker"):
+        jacobian.row(handle, image, (0, 0), None)  # warm
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    latencies = []
+    s0, t0 = sum(steps), time.perf_counter()
+    for i in range(clicks):
+        tick = time.perf_counter()
+        with request_context(Priority.INTERACTIVE, session="clicker"):
+            jacobian.row(handle, image, (5 + 3 * i, 20), None)
+        latencies.append(time.perf_counter() - tick)
+        time.sleep(0.3)
+    rate = (sum(steps) - s0) / (time.perf_counter() - t0)
+    stop.set()
+    for t in threads:
+        t.join()
+    return dict(click_median=statistics.median(latencies), click_max=max(latencies), steps_per_s=rate)
+
+
+def in_process(sessions: list[int], schedulers: list[str]) -> str:
+    """Run :func:`in_process_worker` in a fresh process per (N, scheduler); a table."""
+    import json
+    import os
+    import subprocess
+
+    rows = ["| samplers + 1 clicking | scheduler | click median (s) | click max (s) | samplers' steps/s together |",
+            "|---:|---|---:|---:|---:|"]
+    for n in sessions:
+        for scheduler in schedulers:
+            env = {**os.environ, "EXPLORER_SCHEDULER": scheduler, "OMP_NUM_THREADS": "1"}
+            out = subprocess.run([sys.executable, __file__, "--worker", str(n)], env=env, capture_output=True,
+                                 text=True, check=True).stdout.strip().splitlines()[-1]
+            r = json.loads(out)
+            rows.append(f"| {n - 1} + 1 | {scheduler} | {r['click_median']:.3f} | {r['click_max']:.3f} | {r['steps_per_s']:.1f} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sessions", default="1,8,16,32", help="comma-separated N")
     p.add_argument("--schedulers", default="priority,fifo")
     p.add_argument("--seconds", type=float, default=30.0, help="measurement window per N")
     p.add_argument("--click-every", type=float, default=3.0)
+    p.add_argument("--in-process", action="store_true", help="the model side only: threads, no server or browsers")
+    p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a.worker is not None:
+        import json
+
+        print(json.dumps(in_process_worker(a.worker)))
+        return 0
+    if a.in_process:
+        sizes = [int(v) for v in a.sessions.split(",") if int(v) > 1] if a.sessions != "1,8,16,32" else [8]
+        print(in_process(sizes, a.schedulers.split(",")))
+        return 0
     results = []
     for scheduler in a.schedulers.split(","):
         for n in (int(v) for v in a.sessions.split(",")):
