@@ -134,6 +134,7 @@ def test_a_tour_of_every_tool_leaves_a_clean_server_log(served_app, browser_page
     visit("gahb_view", "Harmonic basis (GAHB)", lambda: None, "text=/top singular values/")  # computes on open
     visit("energy_view", "Energies", click("▶ Compute energies"), "tr:has-text('number of images')", 300_000)
     visit("toy2d_view", "Toy 2-D prior", click("▶ Play"), "p:has-text('chains')")
+    visit("representation_view", "Semantic representation", lambda: None, "text=/φ of \\d+ items/")  # computes on open
 
     # a second tab closed mid-update: the sampler playing when the tab goes
     other = page.context.browser.new_page(viewport={"width": 1500, "height": 1000})
