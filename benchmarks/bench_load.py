@@ -13,7 +13,7 @@ the former one lock per model, measured in the same run): click latency p50 / p9
 over the window (median, min), their aggregate, the aggregate against one sampler session alone (N = 1
 runs one sampler and no clicks), and the server's RSS after the sessions closed against its warm baseline.
 
-    python benchmarks/bench_load.py [--sessions 1,8,16,32] [--schedulers priority,fifo] [--seconds 30]
+    python benchmarks/bench_load.py [--sessions 1,8,16,32] [--schedulers priority,fifo] [--seconds 30] [--num-procs 2]
     python benchmarks/bench_load.py --in-process [--sessions 8]   # no browsers, no server: the model side only
 
 ``--in-process`` measures the model side alone, in one process per scheduler: N − 1 threads step a sampler
@@ -61,6 +61,7 @@ class LoadResult:
     rss_after: float = 0.0  # MB, after the N sessions closed
     errors: list[str] = field(default_factory=list)
     missed_clicks: int = 0
+    procs: int = 1  # server processes (panel serve --num-procs)
 
     @property
     def aggregate(self) -> float:
@@ -119,9 +120,10 @@ async def scenario(soak, base: str, sessions: int, seconds: float, click_every: 
         browser = await soak.launch_browser(pw)
         try:
             n_samplers = 1 if sessions == 1 else sessions - 1
+            # the clicking page first (its load is not what is measured), then the samplers start playing
+            clicker = None if sessions == 1 else await _open_filters(soak, browser, base, timeout, result.errors)
             opened = await asyncio.gather(*(_open_sampler(soak, browser, base, 500 + i, timeout, result.errors)
                                             for i in range(n_samplers)))
-            clicker = None if sessions == 1 else await _open_filters(soak, browser, base, timeout, result.errors)
             start = await asyncio.gather(*(soak._step_counter(p) for _c, p in opened))
             t0 = time.perf_counter()
             k = 0
@@ -159,16 +161,20 @@ async def _warm_up(soak, base: str, timeout: float) -> None:
             await browser.close()
 
 
-def measure(sessions: int, scheduler: str, seconds: float, click_every: float, log_dir: Path | None = None) -> LoadResult:
-    """One fresh server with ``EXPLORER_SCHEDULER=scheduler``: warm-up, baseline, the scenario, memory after."""
+def measure(sessions: int, scheduler: str, seconds: float, click_every: float, log_dir: Path | None = None,
+            procs: int = 1) -> LoadResult:
+    """One fresh server with ``EXPLORER_SCHEDULER=scheduler`` (``procs`` > 1: ``panel serve --num-procs``):
+    warm-up, baseline, the scenario, memory after (of all its processes)."""
     soak = load_soak()
     env = {**soak.ALLOCATOR_ENV, "EXPLORER_SCHEDULER": scheduler}
-    log = (log_dir / f"panel-{scheduler}-{sessions}.log") if log_dir else None
-    with soak.Server(env=env, log=log) as server:
+    log = (log_dir / f"panel-{scheduler}-{sessions}-{procs}.log") if log_dir else None
+    extra = ("--num-procs", str(procs)) if procs > 1 else ()
+    with soak.Server(env=env, log=log, extra=extra) as server:
         asyncio.run(_warm_up(soak, server.base, 120.0))
         warm = soak.baseline(server)[0]
         result = asyncio.run(scenario(soak, server.base, sessions, seconds, click_every, scheduler=scheduler))
         result.rss_warm, result.rss_after = warm, soak.baseline(server)[0]
+        result.procs = procs
         problems, _benign = soak.log_problems(server.logs())
         result.errors += problems
     return result
@@ -179,7 +185,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def table(results: list[LoadResult]) -> str:
-    alone = {r.scheduler: r.aggregate for r in results if r.sessions == 1}
+    alone = {r.scheduler: r.aggregate for r in results if r.sessions == 1 and r.procs == 1}
     lines = ["| sessions | scheduler | click p50 (s) | click p95 (s) | clicks | sampler steps/s (median, min) "
              "| aggregate steps/s | × one alone | RSS after / warm |",
              "|---:|---|---:|---:|---:|---|---:|---:|---:|"]
@@ -187,7 +193,8 @@ def table(results: list[LoadResult]) -> str:
         sps = r.steps_per_s
         ratio = r.aggregate / alone[r.scheduler] if alone.get(r.scheduler) else float("nan")
         clicks = f"{len(r.clicks)}" + (f" (+{r.missed_clicks} missed)" if r.missed_clicks else "")
-        lines.append(f"| {r.sessions} | {r.scheduler} | {pct(r.clicks, 50):.2f} | {pct(r.clicks, 95):.2f} | {clicks} "
+        name = r.scheduler + (f", {r.procs} processes" if r.procs > 1 else "")
+        lines.append(f"| {r.sessions} | {name} | {pct(r.clicks, 50):.2f} | {pct(r.clicks, 95):.2f} | {clicks} "
                      f"| {statistics.median(sps):.1f}, {min(sps):.1f} | {r.aggregate:.1f} | {ratio:.2f} "
                      f"| {r.rss_after / r.rss_warm:.2f} |")
     return "\n".join(lines)
@@ -260,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--schedulers", default="priority,fifo")
     p.add_argument("--seconds", type=float, default=30.0, help="measurement window per N")
     p.add_argument("--click-every", type=float, default=3.0)
+    p.add_argument("--num-procs", type=int, default=0,
+                   help="also measure the largest N with `panel serve --num-procs K` (the multi-process recipe)")
     p.add_argument("--in-process", action="store_true", help="the model side only: threads, no server or browsers")
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -281,11 +290,17 @@ def main(argv: list[str] | None = None) -> int:
                   f"{[round(s, 1) for s in r.steps_per_s]}, errors {len(r.errors)}", flush=True)
             for e in r.errors[:3]:
                 print("  ", e[:500])
-    rows = sorted(results, key=lambda r: (r.sessions, r.scheduler))
+    if a.num_procs > 1:
+        n = max(int(v) for v in a.sessions.split(","))
+        r = measure(n, a.schedulers.split(",")[0], a.seconds, a.click_every, procs=a.num_procs)
+        results.append(r)
+        print(f"N={n} {r.scheduler}, {a.num_procs} processes: clicks {[round(c, 2) for c in r.clicks]}, "
+              f"steps/s {[round(s, 1) for s in r.steps_per_s]}, errors {len(r.errors)}", flush=True)
+    rows = sorted(results, key=lambda r: (r.sessions, r.procs, r.scheduler))
     print(table(rows))
     summary = {}
     for n in sorted({r.sessions for r in results} - {1}):
-        by = {r.scheduler: r for r in results if r.sessions == n}
+        by = {r.scheduler: r for r in results if r.sessions == n and r.procs == 1}
         if "priority" in by and "fifo" in by and by["fifo"].aggregate > 0:
             summary[n] = by["priority"].aggregate / by["fifo"].aggregate
     if summary:

@@ -103,8 +103,10 @@ class Server:
 
     command = [sys.executable, "-m", "panel"]  # what runs ``serve …`` (a wrapper can be put here to profile)
 
-    def __init__(self, port: int | None = None, log: Path | None = None, env: dict[str, str] | None = None):
+    def __init__(self, port: int | None = None, log: Path | None = None, env: dict[str, str] | None = None,
+                 extra: tuple[str, ...] = ()):
         self.port = port or free_port()
+        self.extra = tuple(extra)  # more ``panel serve`` arguments (e.g. --num-procs 2)
         self.log = log or Path(tempfile.mkdtemp(prefix="explorer-load-")) / f"panel-{self.port}.log"
         self.proc: subprocess.Popen | None = None
         self.base = f"http://127.0.0.1:{self.port}"
@@ -116,7 +118,7 @@ class Server:
         cmd = [*self.command, "serve", *(str(ROOT / "apps" / f"{a}.py") for a in APPS),
                "--port", str(self.port), "--address", "127.0.0.1",
                "--allow-websocket-origin", f"127.0.0.1:{self.port}",
-               "--check-unused-sessions", "500", "--unused-session-lifetime", "1000"]
+               "--check-unused-sessions", "500", "--unused-session-lifetime", "1000", *self.extra]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **self.env}
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=open(self.log, "w"), stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)

@@ -19,7 +19,6 @@ import panel as pn
 import param
 from .controls import RunControls, bounded_input
 from .export import downloads, npz_bytes, png_bytes
-from .limits import SessionLimit
 from .inverse_state import INPAINTING, MEASUREMENTS, PROBLEM_PARAMS, InverseRun
 from .inverse_uncertainty import EXPLANATION as UNCERTAINTY_TEXT
 from .inverse_uncertainty import ReconstructionUncertainty
@@ -324,12 +323,7 @@ class InverseView(ToolView):
         if self._ready():
             self.controls.running = True
             self.worker.period = self.render_period
-            try:
-                self.run.play(start=self.worker.start, on_done=self._play_done)
-            except SessionLimit as e:  # the server's per-session limit: say which
-                self.controls.running = False
-                self.controls.status = f"⚠️ {e}"
-                notify(str(e))
+            self.run.play(start=self.worker.start, on_done=self._play_done)
 
     def pause(self) -> None:
         self.run.pause()

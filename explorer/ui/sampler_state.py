@@ -235,6 +235,11 @@ class ChainRun(param.Parameterized):
 
         try:
             (start or thread_start)(work, on_done)
+        except SessionLimit as e:  # the server's per-session limit: reported like a failed run, naming it
+            self._idle.set()
+            if on_done is not None:
+                on_done(e)
+            return False
         except BaseException:
             self._idle.set()
             raise

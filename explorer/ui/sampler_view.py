@@ -19,7 +19,6 @@ import torch
 
 from .controls import RunControls, bounded_input
 from .export import downloads, npz_bytes, png_bytes
-from .limits import SessionLimit
 from .models import ModelPicker
 from .plots import CHAIN_COLORS, PLOT_PERIOD, LiveImage
 from .sampler_docs import SAMPLER_EXPLANATION as EXPLANATION
@@ -158,12 +157,7 @@ class SamplerView(ToolView):
             return
         self.controls.running = True
         self.worker.period = self.render_period
-        try:
-            self.run.play(start=self.worker.start, on_done=self._play_done)
-        except SessionLimit as e:  # the server's per-session limit: say which
-            self.controls.running = False
-            self.controls.status = f"⚠️ {e}"
-            notify(str(e))
+        self.run.play(start=self.worker.start, on_done=self._play_done)
 
     def pause(self) -> None:
         """Stop the background run after the current step (the run can be continued with Play)."""

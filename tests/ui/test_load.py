@@ -21,7 +21,9 @@ strokes → lower holes), so a shared view, sampler or mask would fail; (c) ever
 page (finished or paused) or was left running in a session that was then closed; (d) after the
 sessions close, the server's RSS comes back to within 20% of its warm baseline (one full session
 done and closed, models loaded) and its thread count to within 3 threads of it (no leaked worker
-threads, executors or sessions).
+threads, executors or sessions). Then (e) the classroom of ``benchmarks/bench_load.py`` on the same server
+(issue #21 at CI scale): 7 sessions play the sampler at 64×64 while one clicks a pixel of the filters tool
+every 3 s; every click must be answered, every sampler keep stepping, nothing fail, memory come back.
 
 The server runs with ``soak.ALLOCATOR_ENV`` (glibc: two malloc arenas, fixed 128 KB mmap and trim
 thresholds). With glibc's defaults its RSS stays ~20-25% above the baseline after eight concurrent
@@ -44,8 +46,17 @@ ROOT = Path(__file__).resolve().parents[2]
 SESSIONS = 8
 SESSION_TIMEOUT = 180.0  # seconds any single wait on a page may take (a busy 2-core box)
 ROUND_TIMEOUT = 420.0  # the eight sessions together, so the test cannot hang
+CLASSROOM_WINDOW = 9.0  # seconds of the classroom scenario (three clicks)
 
 pytestmark = pytest.mark.browser
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("explorer_bench_load", ROOT / "benchmarks" / "bench_load.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def _soak():
@@ -88,6 +99,13 @@ def test_eight_concurrent_sessions_are_isolated_and_leave_nothing_behind(tmp_pat
         # poll (≤ 30 s) for RSS within 20% and every thread gone; the assertions below allow 3 threads
         rss1, thr1, waited = soak.settle(server, soak.MAX_RSS_GROWTH * rss0, thr0)
         problems, benign = soak.log_problems(server.logs())
+        # then the classroom of benchmarks/bench_load.py on the same server: 7 sessions play the sampler at
+        # 64×64 while one clicks a pixel of the filters tool every 3 s (latencies printed, not asserted)
+        bench = _bench()
+        classroom = asyncio.run(asyncio.wait_for(bench.scenario(soak, server.base, SESSIONS, CLASSROOM_WINDOW, 3.0,
+                                                                timeout=SESSION_TIMEOUT), ROUND_TIMEOUT))
+        rss2, thr2, _ = soak.settle(server, soak.MAX_RSS_GROWTH * rss0, thr0)
+        classroom_problems, _ = soak.log_problems(server.logs())
 
     steps = [x for r in results for x in r.step_latency]
     clicks = [x for r in results for x in r.click_latency]
@@ -118,3 +136,12 @@ def test_eight_concurrent_sessions_are_isolated_and_leave_nothing_behind(tmp_pat
     assert rss1 <= soak.MAX_RSS_GROWTH * rss0, (
         f"server RSS {rss1:.0f} MB after the sessions closed, warm baseline {rss0:.0f} MB (peak {rss_peak:.0f})")
     assert thr1 <= thr0 + soak.MAX_THREAD_GROWTH, f"server threads {thr1} after the sessions closed, baseline {thr0}"
+
+    # (e) the classroom: every click answered with its filter, every sampler stepping while the others
+    # play (none starved), no error, memory and threads back once its sessions closed
+    classroom.rss_warm, classroom.rss_after = rss0, rss2
+    print(bench.table([classroom]))
+    assert classroom.errors == [] and classroom_problems == [], (classroom.errors, classroom_problems[-3:])
+    assert classroom.missed_clicks == 0 and len(classroom.clicks) >= 2, classroom
+    assert len(classroom.steps_per_s) == SESSIONS - 1 and min(classroom.steps_per_s) > 0, classroom.steps_per_s
+    assert rss2 <= soak.MAX_RSS_GROWTH * rss0 and thr2 <= thr0 + soak.MAX_THREAD_GROWTH, (rss2, thr2, rss0, thr0)

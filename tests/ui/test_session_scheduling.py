@@ -127,3 +127,18 @@ def test_playing_workers_leave_the_event_loop_room():
             x._job_done.wait(10)
     workers[0]._tick()  # the job ended: the last snapshot is shown at once
     assert rendered[-1] == "again"
+
+
+def test_a_refused_run_is_reported_like_a_failed_one():
+    """The sampler's Play over the runs limit: on_done gets the SessionLimit (the page shows its message)."""
+    from explorer.denoisers import DnCNN
+    from explorer.handle import ModelHandle
+
+    run = SamplerRun(chains=1, size=32)
+    run.build(ModelHandle(DnCNN(depth=3, width=4), device="cpu"), (1, 1, 32, 32))
+    seen = []
+
+    def refuse(work, on_done):
+        raise SessionLimit("over EXPLORER_MAX_RUNS")
+    assert run.play(start=refuse, on_done=seen.append) is False
+    assert [str(e) for e in seen] == ["over EXPLORER_MAX_RUNS"] and not run.playing
