@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(in_process_worker(a.worker)))
         return 0
     if a.in_process:
-        sizes = [int(v) for v in a.sessions.split(",") if int(v) > 1] if a.sessions != "1,8,16,32" else [8]
+        sizes = [int(v) for v in a.sessions.split(",")] if a.sessions != "1,8,16,32" else [1, 8]
         print(in_process(sizes, a.schedulers.split(",")))
         return 0
     results = []
