@@ -9,7 +9,8 @@ one headless chromium with N isolated contexts, talking only to localhost:
   ``--seconds``; click latency = click → the new pixel's filter on the page.
 
 Reported per N and per scheduler (``EXPLORER_SCHEDULER``: ``priority``, the default design, and ``fifo``,
-the former one lock per model, measured in the same run): click latency p50 / p95, each sampler's steps/s
+the former one lock per model, measured in the same run): click latency p50 / p95, the server's share of
+the cores over the window (its CPU seconds per second: the rest went to the browsers and anything else), each sampler's steps/s
 over the window (median, min), their aggregate, the aggregate against one sampler session alone (N = 1
 runs one sampler and no clicks), and the server's RSS after the sessions closed against its warm baseline.
 
@@ -62,6 +63,7 @@ class LoadResult:
     errors: list[str] = field(default_factory=list)
     missed_clicks: int = 0
     procs: int = 1  # server processes (panel serve --num-procs)
+    server_cores: float = float("nan")  # the server's CPU seconds per second of the window (its share of the cores)
 
     @property
     def aggregate(self) -> float:
@@ -111,7 +113,7 @@ async def _click(soak, page, k: int, timeout: float) -> float | None:
 
 
 async def scenario(soak, base: str, sessions: int, seconds: float, click_every: float, timeout: float = 120.0,
-                   scheduler: str = "priority") -> LoadResult:
+                   scheduler: str = "priority", server=None) -> LoadResult:
     """N − 1 playing samplers and one clicking session (N = 1: one sampler alone); see the module."""
     from playwright.async_api import async_playwright
 
@@ -125,6 +127,7 @@ async def scenario(soak, base: str, sessions: int, seconds: float, click_every: 
             opened = await asyncio.gather(*(_open_sampler(soak, browser, base, 500 + i, timeout, result.errors)
                                             for i in range(n_samplers)))
             start = await asyncio.gather(*(soak._step_counter(p) for _c, p in opened))
+            cpu0 = server.cpu_seconds() if server is not None else None
             t0 = time.perf_counter()
             k = 0
             while time.perf_counter() - t0 < seconds:
@@ -139,6 +142,8 @@ async def scenario(soak, base: str, sessions: int, seconds: float, click_every: 
                 await asyncio.sleep(max(0.0, click_every - (time.perf_counter() - tick)))
             end = await asyncio.gather(*(soak._step_counter(p) for _c, p in opened))
             window = time.perf_counter() - t0
+            if cpu0 is not None:
+                result.server_cores = (server.cpu_seconds() - cpu0) / window
             result.steps_per_s = [(b - a) / window for a, b in zip(start, end)]
             for context, _page in [*opened, *([clicker] if clicker else [])]:
                 await context.close()
@@ -172,7 +177,8 @@ def measure(sessions: int, scheduler: str, seconds: float, click_every: float, l
     with soak.Server(env=env, log=log, extra=extra) as server:
         asyncio.run(_warm_up(soak, server.base, 120.0))
         warm = soak.baseline(server)[0]
-        result = asyncio.run(scenario(soak, server.base, sessions, seconds, click_every, scheduler=scheduler))
+        result = asyncio.run(scenario(soak, server.base, sessions, seconds, click_every, scheduler=scheduler,
+                                      server=server))
         result.rss_warm, result.rss_after = warm, soak.baseline(server)[0]
         result.procs = procs
         problems, _benign = soak.log_problems(server.logs())
@@ -187,8 +193,8 @@ def pct(values: list[float], q: float) -> float:
 def table(results: list[LoadResult]) -> str:
     alone = {r.scheduler: r.aggregate for r in results if r.sessions == 1 and r.procs == 1}
     lines = ["| sessions | scheduler | click p50 (s) | click p95 (s) | clicks | sampler steps/s (median, min) "
-             "| aggregate steps/s | × one alone | RSS after / warm |",
-             "|---:|---|---:|---:|---:|---|---:|---:|---:|"]
+             "| aggregate steps/s | × one alone | server's cores | RSS after / warm |",
+             "|---:|---|---:|---:|---:|---|---:|---:|---:|---:|"]
     for r in results:
         sps = r.steps_per_s
         ratio = r.aggregate / alone[r.scheduler] if alone.get(r.scheduler) else float("nan")
@@ -196,7 +202,7 @@ def table(results: list[LoadResult]) -> str:
         name = r.scheduler + (f", {r.procs} processes" if r.procs > 1 else "")
         lines.append(f"| {r.sessions} | {name} | {pct(r.clicks, 50):.2f} | {pct(r.clicks, 95):.2f} | {clicks} "
                      f"| {statistics.median(sps):.1f}, {min(sps):.1f} | {r.aggregate:.1f} | {ratio:.2f} "
-                     f"| {r.rss_after / r.rss_warm:.2f} |")
+                     f"| {r.server_cores:.2f} | {r.rss_after / r.rss_warm:.2f} |")
     return "\n".join(lines)
 
 

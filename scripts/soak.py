@@ -154,6 +154,18 @@ class Server:
             threads += int(st["Threads"])
         return rss_kb / 1024, threads
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server and its children have used so far."""
+        total = 0.0
+        for pid in [self.proc.pid, *_children(self.proc.pid)]:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
     def _watch(self) -> None:
         while self.proc is not None and self.proc.poll() is None:
             try:

@@ -103,7 +103,7 @@ def test_eight_concurrent_sessions_are_isolated_and_leave_nothing_behind(tmp_pat
         # 64×64 while one clicks a pixel of the filters tool every 3 s (latencies printed, not asserted)
         bench = _bench()
         classroom = asyncio.run(asyncio.wait_for(bench.scenario(soak, server.base, SESSIONS, CLASSROOM_WINDOW, 3.0,
-                                                                timeout=SESSION_TIMEOUT), ROUND_TIMEOUT))
+                                                                timeout=SESSION_TIMEOUT, server=server), ROUND_TIMEOUT))
         rss2, thr2, _ = soak.settle(server, soak.MAX_RSS_GROWTH * rss0, thr0)
         classroom_problems, _ = soak.log_problems(server.logs())
 
