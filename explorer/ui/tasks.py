@@ -47,8 +47,8 @@ def session_doc() -> Any:
 class _ClosedSocketFilter(logging.Filter):
     """Drop the framework's reports of a tab that closed while the server was talking to it:
 
-    - bokeh's "Failed sending message as connection was closed" (the reply to its last click, an update
-      on its way: bokeh catches tornado's WebSocketClosedError and closes the session anyway);
+    - bokeh's and Panel's "Failed sending message as connection was closed" (the reply to its last click,
+      an update on its way: they catch tornado's WebSocketClosedError and the session closes anyway);
     - asyncio's "Task exception was never retrieved … write_message … WebSocketClosedError" (the same
       push, when tornado's write future fails after the socket went away);
     - tornado's "Uncaught exception GET …/ws" from bokeh's ``notify_connection_lost`` asserting a session
@@ -66,7 +66,7 @@ class _ClosedSocketFilter(logging.Filter):
 
 
 CLOSED_SOCKET_FILTER = _ClosedSocketFilter()
-for _logger in ("bokeh.server.views.ws", "asyncio", "tornado.application"):
+for _logger in ("bokeh.server.views.ws", "panel.io.document", "asyncio", "tornado.application"):
     logging.getLogger(_logger).addFilter(CLOSED_SOCKET_FILTER)
 
 

@@ -501,13 +501,15 @@ def test_the_overview_shows_cropped_larger_screenshots_and_keeps_acronyms_in_its
     assert "Open harmonic basis (GAHB) →" in buttons and not any("(gahb)" in b or "2-d" in b for b in buttons)
 
 
-def test_bokehs_closed_socket_line_is_kept_out_of_the_server_log(caplog):
+@pytest.mark.parametrize("logger", ["bokeh.server.views.ws", "panel.io.document"])
+def test_the_closed_socket_line_is_kept_out_of_the_server_log(caplog, logger):
+    """bokeh's websocket handler and Panel's write futures both log it when a tab closes mid-update."""
     import logging
 
     import explorer.ui.tasks  # noqa: F401 - installs the filter
 
-    log = logging.getLogger("bokeh.server.views.ws")
-    with caplog.at_level("WARNING", logger="bokeh.server.views.ws"):
+    log = logging.getLogger(logger)
+    with caplog.at_level("WARNING", logger=logger):
         log.warning("Failed sending message as connection was closed")
         log.warning("something else")
     assert "connection was closed" not in caplog.text and "something else" in caplog.text
