@@ -15,6 +15,7 @@ over the window (median, min), their aggregate, the aggregate against one sample
 runs one sampler and no clicks), and the server's RSS after the sessions closed against its warm baseline.
 
     python benchmarks/bench_load.py [--sessions 1,8,16,32] [--schedulers priority,fifo] [--seconds 30] [--num-procs 2]
+                                    [--student-niceness 19]
     python benchmarks/bench_load.py --in-process [--sessions 8]   # no browsers, no server: the model side only
 
 ``--in-process`` measures the model side alone, in one process per scheduler: N − 1 threads step a sampler
@@ -23,7 +24,10 @@ for one adaptive filter (a Jacobian row, interactive) every 0.3 s; it reports th
 the samplers' steps/s together.
 
 The browsers share the server's cores: the figures are the server's share of a machine that also renders
-N pages; compare the two schedulers within one run, not across machines.
+N pages; compare the two schedulers within one run, not across machines. In a classroom the students'
+browsers run on their own laptops: ``--student-niceness 19`` emulates that on one machine by running the
+N − 1 sampler pages in a second chromium at nice 19 (they get the CPU that the server and the clicking page
+leave), the clicking page and the server at normal priority.
 """
 from __future__ import annotations
 
@@ -64,6 +68,7 @@ class LoadResult:
     missed_clicks: int = 0
     procs: int = 1  # server processes (panel serve --num-procs)
     server_cores: float = float("nan")  # the server's CPU seconds per second of the window (its share of the cores)
+    student_niceness: int = 0  # > 0: the N − 1 sampler pages ran in a chromium at this niceness
 
     @property
     def aggregate(self) -> float:
@@ -113,18 +118,23 @@ async def _click(soak, page, k: int, timeout: float) -> float | None:
 
 
 async def scenario(soak, base: str, sessions: int, seconds: float, click_every: float, timeout: float = 120.0,
-                   scheduler: str = "priority", server=None) -> LoadResult:
-    """N − 1 playing samplers and one clicking session (N = 1: one sampler alone); see the module."""
+                   scheduler: str = "priority", server=None, student_niceness: int = 0) -> LoadResult:
+    """N − 1 playing samplers and one clicking session (N = 1: one sampler alone); see the module.
+
+    ``student_niceness`` > 0 opens the sampler pages in a second chromium at that niceness: the students'
+    browsers, which in a classroom run on their own laptops, take only the CPU the server and the
+    measured (clicking) page leave."""
     from playwright.async_api import async_playwright
 
-    result = LoadResult(sessions=sessions, scheduler=scheduler)
+    result = LoadResult(sessions=sessions, scheduler=scheduler, student_niceness=student_niceness)
     async with async_playwright() as pw:
         browser = await soak.launch_browser(pw)
+        students = await soak.launch_browser(pw, student_niceness) if student_niceness > 0 else browser
         try:
             n_samplers = 1 if sessions == 1 else sessions - 1
             # the clicking page first (its load is not what is measured), then the samplers start playing
             clicker = None if sessions == 1 else await _open_filters(soak, browser, base, timeout, result.errors)
-            opened = await asyncio.gather(*(_open_sampler(soak, browser, base, 500 + i, timeout, result.errors)
+            opened = await asyncio.gather(*(_open_sampler(soak, students, base, 500 + i, timeout, result.errors)
                                             for i in range(n_samplers)))
             start = await asyncio.gather(*(soak._step_counter(p) for _c, p in opened))
             cpu0 = server.cpu_seconds() if server is not None else None
@@ -148,6 +158,8 @@ async def scenario(soak, base: str, sessions: int, seconds: float, click_every: 
             for context, _page in [*opened, *([clicker] if clicker else [])]:
                 await context.close()
         finally:
+            if students is not browser:
+                await students.close()
             await browser.close()
     return result
 
@@ -167,7 +179,7 @@ async def _warm_up(soak, base: str, timeout: float) -> None:
 
 
 def measure(sessions: int, scheduler: str, seconds: float, click_every: float, log_dir: Path | None = None,
-            procs: int = 1) -> LoadResult:
+            procs: int = 1, student_niceness: int = 0) -> LoadResult:
     """One fresh server with ``EXPLORER_SCHEDULER=scheduler`` (``procs`` > 1: ``panel serve --num-procs``):
     warm-up, baseline, the scenario, memory after (of all its processes)."""
     soak = load_soak()
@@ -178,7 +190,7 @@ def measure(sessions: int, scheduler: str, seconds: float, click_every: float, l
         asyncio.run(_warm_up(soak, server.base, 120.0))
         warm = soak.baseline(server)[0]
         result = asyncio.run(scenario(soak, server.base, sessions, seconds, click_every, scheduler=scheduler,
-                                      server=server))
+                                      server=server, student_niceness=student_niceness))
         result.rss_warm, result.rss_after = warm, soak.baseline(server)[0]
         result.procs = procs
         problems, _benign = soak.log_problems(server.logs())
@@ -199,7 +211,8 @@ def table(results: list[LoadResult]) -> str:
         sps = r.steps_per_s
         ratio = r.aggregate / alone[r.scheduler] if alone.get(r.scheduler) else float("nan")
         clicks = f"{len(r.clicks)}" + (f" (+{r.missed_clicks} missed)" if r.missed_clicks else "")
-        name = r.scheduler + (f", {r.procs} processes" if r.procs > 1 else "")
+        name = r.scheduler + (f", {r.procs} processes" if r.procs > 1 else "") + (
+            f", students at nice {r.student_niceness}" if r.student_niceness else "")
         lines.append(f"| {r.sessions} | {name} | {pct(r.clicks, 50):.2f} | {pct(r.clicks, 95):.2f} | {clicks} "
                      f"| {statistics.median(sps):.1f}, {min(sps):.1f} | {r.aggregate:.1f} | {ratio:.2f} "
                      f"| {r.server_cores:.2f} | {r.rss_after / r.rss_warm:.2f} |")
@@ -275,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--click-every", type=float, default=3.0)
     p.add_argument("--num-procs", type=int, default=0,
                    help="also measure the largest N with `panel serve --num-procs K` (the multi-process recipe)")
+    p.add_argument("--student-niceness", type=int, default=0,
+                   help="run the N − 1 sampler pages in a chromium at this niceness (19: students' own laptops, "
+                        "emulated; 0: every page shares the cores with the server as one)")
     p.add_argument("--in-process", action="store_true", help="the model side only: threads, no server or browsers")
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -290,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for scheduler in a.schedulers.split(","):
         for n in (int(v) for v in a.sessions.split(",")):
-            r = measure(n, scheduler, a.seconds, a.click_every)
+            r = measure(n, scheduler, a.seconds, a.click_every, student_niceness=a.student_niceness)
             results.append(r)
             print(f"N={n} {scheduler}: clicks {[round(c, 2) for c in r.clicks]}, steps/s "
                   f"{[round(s, 1) for s in r.steps_per_s]}, errors {len(r.errors)}", flush=True)
@@ -298,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
                 print("  ", e[:500])
     if a.num_procs > 1:
         n = max(int(v) for v in a.sessions.split(","))
-        r = measure(n, a.schedulers.split(",")[0], a.seconds, a.click_every, procs=a.num_procs)
+        r = measure(n, a.schedulers.split(",")[0], a.seconds, a.click_every, procs=a.num_procs,
+                    student_niceness=a.student_niceness)
         results.append(r)
         print(f"N={n} {r.scheduler}, {a.num_procs} processes: clicks {[round(c, 2) for c in r.clicks]}, "
               f"steps/s {[round(s, 1) for s in r.steps_per_s]}, errors {len(r.errors)}", flush=True)

@@ -22,6 +22,8 @@ import panel as pn
 from bokeh.core.validation import silence
 from bokeh.core.validation.warnings import FIXED_SIZING_MODE
 
+from .memory import release_memory_after_session
+
 hv.Store.set_current_backend("bokeh")
 # W-1005 is a false alarm here: every image figure is sized by its frame (HoloViews' frame_width and
 # frame_height, explorer.ui.plots), so its outer width/height are left to bokeh, which still warns that a
@@ -62,8 +64,11 @@ def make_template(title: str, main: Sequence[Any] | Any, sidebar: Sequence[Any] 
                   **kwargs: Any) -> pn.template.FastListTemplate:
     """The template of every tool: FastList layout, the explorer's header colours, ``title`` in the header.
 
-    ``main`` and ``sidebar`` are a viewable or a list of viewables.
+    ``main`` and ``sidebar`` are a viewable or a list of viewables. On a served page it also arranges, once
+    per session, that the memory the session leaves goes back to the system when it ends
+    (:func:`explorer.ui.memory.release_memory_after_session`).
     """
+    release_memory_after_session()
     opts: dict[str, Any] = dict(
         title=title,
         site=APP_TITLE,
