@@ -36,7 +36,7 @@ SERVE_ENV := MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072 MALLOC_TRIM_THRESH
 serve: install
 	$(SERVE_ENV) $(BIN)/panel serve apps/*.py --port $(PORT) --index main
 
-# two workers, one test file each at a time (tests/conftest.py hands out the longest files first), one torch
+# two workers, one test file each at a time, one torch
 # thread per worker: the browser tests wait on pages and servers, so two workers use the two cores better
 test: install-test browser
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15

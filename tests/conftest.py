@@ -10,27 +10,6 @@ from explorer.denoisers import DnCNN, UNet
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
-# The files that take longest (seconds measured on 2 busy cores with `make test`'s --durations), handed to
-# the workers first: with `--dist loadfile` a long file that comes last keeps one worker busy alone at the end.
-LONGEST_FIRST = ("tests/ui/test_load.py", "tests/test_jacobian.py", "tests/test_convert.py",
-                 "tests/ui/test_browser_tour.py", "tests/ui/test_jupyterlab.py", "tests/ui/test_browser_b.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    """Run the files of :data:`LONGEST_FIRST` first, in that order (a stable sort: the rest keeps its order)."""
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    root = Path(__file__).resolve().parents[1]
-
-    def key(item) -> int:
-        path = Path(str(item.fspath)).resolve()
-        try:
-            return rank.get(path.relative_to(root).as_posix(), len(rank))
-        except ValueError:
-            return len(rank)
-
-    items.sort(key=key)
-
-
 def calibrated(model: torch.nn.Module, shape=(8, 1, 24, 24), seed: int = 0) -> torch.nn.Module:
     """Run one training-mode pass on noisy random images so the norm layers hold sensible statistics."""
     g = torch.Generator().manual_seed(seed)
