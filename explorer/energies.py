@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--write-card", action="store_true",
                    help='store the mean in the model card: metrics["heldout_nll"] for --data mnist:held-out '
-                        '(and the card\'s headline held-out bits/dim), else metrics["nll " + DATA]')
+                        '(and the card\'s headline held-out bits/dim), else metrics["nll " + DATA] (+ " continuous" with --continuous for a dequantized model)')
     where = p.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="compute on a running Dask cluster (e.g. tcp://host:8786)")
     where.add_argument("--workers", type=int, metavar="N", help="compute on a local Dask cluster of N worker processes")
@@ -173,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         command = "python -m explorer.energies " + " ".join(argv if argv is not None else sys.argv[1:])
         entry = heldout_metrics(result, command)
         key = "heldout_nll" if args.data == "mnist:held-out" else f"nll {args.data}"
+        if args.continuous and nll_quantity(handle.card).discrete:
+            key += " continuous"  # beside the discrete likelihood, not in its place
         write_card_metrics(handle.card["_card_path"], key, entry)
         if key == "heldout_nll" and quantity.discrete:  # the card's headline figures are this measurement
             card_path = Path(handle.card["_card_path"])

@@ -263,7 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--draws", type=int, default=DEFAULT_DRAWS, help="dequantization draws per patch (b-bit likelihood)")
     p.add_argument("--model", default="", help="an energy model (catalog name or card) evaluated on the same patches")
     p.add_argument("--out", default="", help="write the result (every patch's NLL) to FILE.json")
+    p.add_argument("--write-card", action="store_true",
+                   help='store the means, the margin and the references in the --model\'s card as metrics["gaussian_baseline " + HELDOUT]')
     args = p.parse_args(argv)
+    if args.write_card and not args.model:
+        p.error("--write-card writes into the card of --model: give one")
     if args.patch < 2 or args.draws < 1 or args.bits < 0 or args.per_image < 0:
         p.error("need --patch ≥ 2, --draws ≥ 1, --bits ≥ 0 and --per-image ≥ 0")
     try:
@@ -295,7 +299,35 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
         print(f"wrote {args.out}")
+    if args.write_card:
+        from .evaluate import write_card_metrics
+
+        key = f"gaussian_baseline {args.heldout}"
+        write_card_metrics(handle.card["_card_path"], key, card_entry(result))
+        print(f"wrote metrics[{key!r}] of {handle.card['_card_path']}")
     return 0
+
+
+def card_entry(result: dict[str, Any]) -> dict[str, Any]:
+    """The comparison as a model card stores it: every mean ± s.e., the margin and the references, without the
+    per-patch values (:func:`compare`'s ``nats_per_patch``)."""
+    def means(column: dict[str, Any]) -> dict[str, Any]:
+        return {u: {k: round(v, 5) for k, v in column[u].items()} for u in UNITS}
+
+    blocks = []
+    for q in result["quantities"]:
+        block = {"quantity": q["description"], "bits": q["bits"], "gaussian": means(q["gaussian"]),
+                 "gaussian_entropy": {u: round(v, 5) for u, v in q["gaussian_entropy"].items()},
+                 "references": {name: {u: round(v, 5) for u, v in vals.items()} for name, vals in q["references"].items()}}
+        if "model" in q:
+            block["model"] = means(q["model"])
+            block["margin"] = {u: {k: round(v, 5) for k, v in m.items()} for u, m in q["margin"].items()}
+        if "model_skipped" in q:
+            block["model_skipped"] = q["model_skipped"]
+        blocks.append(block)
+    return {"command": result["command"], "train": result["train"], "heldout": result["heldout"], "d": result["d"],
+            "train_patches": result["train_patches"], "heldout_patches": result["heldout_patches"],
+            "boundary": result["boundary"], "quantities": blocks}
 
 
 if __name__ == "__main__":

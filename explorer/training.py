@@ -18,7 +18,9 @@ inside ``pretrained/``, which only ``python -m explorer.publish`` writes):
 
 ``--init MODEL`` (a catalog name or a card path) starts from a model's weights with a fresh optimizer,
 continuing its card's step count, compute and phases; the schedule restarts at that step unless
-``--restart-at`` says otherwise. The card's ``training.phases`` lists the settings of each invocation (a
+``--restart-at`` says otherwise. ``--ema D`` averages the weights over the run's steps
+(:mod:`explorer.weight_average`): the card's weights, the validation and the end's norm statistics are
+then those of the average, and ``OUT/training/NAME/weights.safetensors`` holds the trained weights. The card's ``training.phases`` lists the settings of each invocation (a
 phase ends where the next starts) and ``training.compute`` what the steps cost: ``wall_hours`` (wall-clock
 time of the training steps), ``core_hours`` (process CPU time, summed over threads), ``threads`` and
 ``device`` (one value, or the values in the order they were used; null: not recorded). Metrics that other
@@ -27,6 +29,7 @@ tools wrote into the card (``evaluate --write-card``) are kept while the weights
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -42,6 +45,7 @@ from . import checkpoints
 from .checkpoints import CheckpointError, is_inside, load_denoiser, resolve, runs_dir, save_model
 from .device import default_device
 from .signals import sigterm_as_interrupt
+from .weight_average import WeightAverage
 
 WARMUP = 200
 
@@ -204,6 +208,8 @@ class Training:
         self.phases: list[dict[str, Any]] = []  # {start, settings, images}, one per change of settings
         self.compute = Compute()
         self.init: dict[str, Any] | None = None  # the model --init started from
+        self.average: WeightAverage | None = None  # --ema: the average of the weights since step average_from
+        self.average_from = 0
         self.image_count: int | None = None
         self._dropped_metrics = False
         self.setup()
@@ -260,7 +266,21 @@ class Training:
         """The ``training`` fields every trainer writes."""
         out = {"steps": self.step, "compute": self.compute.card(), "seed": self.args.seed, "command": self.command,
                "history": self.history, "phases": phase_texts(self.phases, self.step)}
+        if self.average:
+            out["weight_average"] = {
+                "text": f"the weights are an exponential moving average (decay {self.average.decay:g}, "
+                        f"min(d, (1 + n)/(10 + n)) at the n-th update) of steps {self.average_from}–{self.step}",
+                "decay": self.average.decay, "from_step": self.average_from, "updates": self.average.updates}
         return {**out, **({"initialized_from": self.init} if self.init else {})}
+
+    def start_average(self) -> None:
+        """``--ema D``: average the weights from this step on (a run that averages already goes on)."""
+        if self.args.ema and self.average is None:
+            self.average, self.average_from = WeightAverage(self.model, self.args.ema), self.step
+
+    def averaged(self):
+        """A block in which the model holds the averaged weights (its own without --ema)."""
+        return self.average.applied(self.model) if self.average else contextlib.nullcontext()
 
     # --- persistence
     def rng_tensors(self) -> dict[str, torch.Tensor]:
@@ -275,13 +295,19 @@ class Training:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         save_file(optimizer_tensors(self.opt), str(self.state_dir / "optimizer.safetensors"))
         save_file(self.rng_tensors(), str(self.state_dir / "rng.safetensors"))
+        average = ({"decay": self.average.decay, "updates": self.average.updates, "from_step": self.average_from}
+                   if self.average else None)
+        if self.average:
+            save_file({k: v.detach().contiguous() for k, v in self.model.state_dict().items()},
+                      str(self.state_dir / "weights.safetensors"))
         state = {"step": self.step, "compute": self.compute.state(), "args": vars(a), "history": self.history,
-                 "phases": self.phases, "init": self.init, **self.extra_state()}
+                 "phases": self.phases, "init": self.init, "average": average, **self.extra_state()}
         (self.state_dir / "state.json").write_text(json.dumps(state, indent=1) + "\n")
         card_path = self.out / f"{a.name}.json"
         old = json.loads(card_path.read_text()) if card_path.is_file() else {}
-        metrics = self.training_metrics()
-        save_model(self.model.eval(), self.architecture(), self.out, a.name, output="denoised", **self.card_fields(), metrics=metrics)
+        with self.averaged():
+            metrics = self.training_metrics()
+            save_model(self.model.eval(), self.architecture(), self.out, a.name, output="denoised", **self.card_fields(), metrics=metrics)
         self.model.train()
         self._keep_metrics(card_path, old, metrics)
 
@@ -302,6 +328,10 @@ class Training:
         state = json.loads((self.state_dir / "state.json").read_text())
         model, _ = load_denoiser(self.out / f"{self.args.name}.json")
         self.model.load_state_dict(model.state_dict())
+        if average := state.get("average"):  # the card holds the average, the state folder the trained weights
+            self.average = WeightAverage(self.model, average["decay"], average["updates"])
+            self.average_from = average["from_step"]
+            self.model.load_state_dict(load_file(str(self.state_dir / "weights.safetensors")))
         load_optimizer_tensors(self.opt, load_file(str(self.state_dir / "optimizer.safetensors")))
         self.restore_rng(load_file(str(self.state_dir / "rng.safetensors")))
         self.step = state["step"]
@@ -355,11 +385,14 @@ class Training:
         if self.clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
         self.opt.step()
+        if self.average:
+            self.average.update(self.model)
         self.step += 1
         return {"loss": loss.item(), **values}
 
     def checkpoint(self) -> None:
-        values = self.evaluate()
+        with self.averaged():
+            values = self.evaluate()
         if values is not None:
             entry = {"step": self.step, **self.compute.hours(), **values}
             if self.history and self.history[-1]["step"] == self.step:
@@ -374,6 +407,7 @@ class Training:
         every = a.checkpoint_minutes * 60 if a.checkpoint_minutes else math.inf
         next_save = time.monotonic() + every
         self.begin_phase()
+        self.start_average()
         label = device_name(self.device)
         self.model.train()
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -402,7 +436,8 @@ class Training:
             bar.write("interrupted: saving a checkpoint")
         finally:
             bar.close()
-        self.finish()
+        with self.averaged():
+            self.finish()  # e.g. the norm statistics of the weights the card ships
         self.checkpoint()
 
 
@@ -420,6 +455,9 @@ def add_common_arguments(p: argparse.ArgumentParser, checkpoint_every: int, chec
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--restart-at", type=int, default=None,
                    help="with --resume or --init: restart the warm-up + cosine schedule (peak --lr) at this step, spanning to --steps")
+    p.add_argument("--ema", type=float, default=0.0, metavar="D",
+                   help="ship an exponential moving average of the weights, decay D per step (e.g. 0.999: about the "
+                        "last 1000 steps), from the step this flag is first given (0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=checkpoint_every, help="steps")
     p.add_argument("--checkpoint-minutes", type=float, default=checkpoint_minutes, help="also checkpoint after this wall time (0: off)")
@@ -446,6 +484,8 @@ def check_args(args: argparse.Namespace) -> str | None:
                              ("--checkpoint-minutes", args.checkpoint_minutes, 0)):
         if not value >= low:
             return f"{flag} must be at least {low}, got {value}"
+    if not 0 <= args.ema < 1:
+        return f"--ema must be in [0, 1) (0: off), got {args.ema}"
     if not args.lr > 0:
         return f"--lr must be positive, got {args.lr}"
     if args.resume and args.init:

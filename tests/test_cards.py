@@ -16,18 +16,29 @@ import pytest
 
 import explorer
 from explorer.checkpoints import PRETRAINED_DIR, CheckpointError, load_denoiser
-from explorer.evaluate import Lineup, benchmark, benchmark_images
+from explorer.energies_sources import items_for
+from explorer.evaluate import Lineup, benchmark, benchmark_images, evaluate_models
 
 from conftest import SHARED
 
 TOLERANCE_DB = 0.1
-#: The evaluation tables' labels and the data they were measured on (cheapest first).
+#: The evaluation tables' labels and the data they were measured on (cheapest first); a label
+#: ``denoising patches:DIR`` is a table of DIR's tiles (its entry gives their size and number per image).
 DATA = {
     "mnist-heldout": "mnist",
     "discs-40": "discs:40",
     "calpha-40": "calpha:40",
+    "denoising patches:../shared/data/bsd/Set68": "patches",
     "Set12": str(SHARED / "data" / "bsd" / "Set12"),
 }
+
+
+def table_images(label: str, entry: dict) -> list:
+    """The images a table was measured on."""
+    if DATA[label] == "patches":
+        folder = label.split(":", 1)[1].replace("../shared", str(SHARED), 1)
+        return [item.load() for item in items_for(f"patches:{folder}", patch=entry["patch"], per_image=entry["per_image"])]
+    return benchmark_images(DATA[label], None)[1]
 CARDS = sorted(PRETRAINED_DIR.glob("*.json"))
 
 
@@ -52,11 +63,14 @@ def test_every_shipped_model_has_a_card_and_weights():
 def test_card_headline_psnr_reproduces(card_path: Path):
     handle = explorer.load(card_path, device="cpu")  # verifies the sha256 of the weights
     label, key, entry = headline(handle.card)
-    _, images = benchmark_images(DATA[label], None)
+    images = table_images(label, entry)
     assert len(images) == entry["images"], f"{label}: the table used {entry['images']} images, the data has {len(images)}"
     sigma = float(key) / entry["sigma_scale"]
-    measured = benchmark(Lineup(), images, [sigma], seed=entry["seed"], handles=[handle], progress=False)
-    psnr = measured.results[handle.name][sigma]["psnr"]
+    if DATA[label] == "patches":  # arrays, as scripts/compare_energy_score.py measures them
+        psnr = evaluate_models([handle], images, [sigma], seed=entry["seed"], progress=False)[handle.name][sigma]["psnr"]
+    else:
+        measured = benchmark(Lineup(), images, [sigma], seed=entry["seed"], handles=[handle], progress=False)
+        psnr = measured.results[handle.name][sigma]["psnr"]
     card_psnr = entry["results"][key]["psnr"]
     assert abs(psnr - card_psnr) <= TOLERANCE_DB, (
         f"{handle.name} on {label} at σ = {key}: measured {psnr:.3f} dB, the card says {card_psnr:.3f} dB")
