@@ -103,6 +103,12 @@ def thread_start(work: Callable[[threading.Event, Callable[[Any], None]], Any],
 
 
 # ------------------------------------------------------------------------------------------ the run
+
+def card_training_data(card: dict[str, Any] | None) -> str | None:
+    """The data set a model card says it was trained on (None: no card or no record)."""
+    data = ((card or {}).get("training") or {}).get("data") if isinstance((card or {}).get("training"), dict) else None
+    return str(data) if data else None
+
 class ChainRun(param.Parameterized):
     """Chains of the coarse-to-fine sampler and their records (shared by Algorithm 1 and 2).
 
@@ -368,14 +374,19 @@ class SamplerRun(ChainRun):
         """Hook: an energy model for the current image size (a handle with ``.nll(x)`` → −log p), or None.
 
         The first catalog card of an energy model (an ``energy`` section, or ``kind`` / ``type`` "energy")
-        whose ``size`` (or training patch) is the image size and whose handle has ``nll``. Override or
+        whose ``size`` (or training patch) is the image size, trained on the sampler's denoiser's training
+        data (``energy-mnist`` for the MNIST denoisers, ``energy-natural-gray`` for BSD400's; none when no
+        energy model shares it: another data set's density says nothing of these samples; a denoiser
+        without a training record takes the first of the size), and whose handle has ``nll``. Override or
         monkeypatch this to plug a specific energy model in.
         """
+        own = card_training_data(getattr(self.handle, "card", None))
         try:
             for card in explorer.catalog():
                 kind = card.get("kind") or card.get("type")
                 size = card.get("size") or (card.get("training") or {}).get("patch")
-                if (kind == "energy" or "energy" in card) and size == self.size:
+                same_data = own is None or card_training_data(card) == own
+                if (kind == "energy" or "energy" in card) and size == self.size and same_data:
                     h = explorer.load(card["name"])
                     if hasattr(h, "nll"):
                         return h

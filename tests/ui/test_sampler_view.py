@@ -133,9 +133,16 @@ def test_energy_hook_shows_nll_when_a_model_exists(view, monkeypatch):
         def nll(self, x):
             return torch.arange(x.shape[0], dtype=torch.float32) + 100.0
 
-    # the catalog's energy model is found for its image size (energy-mnist: 32×32) and only for it
+    # a denoiser without a training record: the first catalog energy model of the image size (32×32), only for it
     found = view.run.energy_model()
     assert found is not None and found.card["name"] == "energy-mnist" and hasattr(found, "nll")
+    # one with a record: the energy model of the same training data, or none (another data set's density)
+    card = view.run.handle.card
+    for data, expected in (("../shared/data/bsd/Train400", "energy-natural-gray"), ("mnist", "energy-mnist"), ("discs", None)):
+        monkeypatch.setattr(view.run.handle, "card", {**card, "training": {"data": data}})
+        found = view.run.energy_model()
+        assert (found.card["name"] if found else None) == expected, data
+    monkeypatch.setattr(view.run.handle, "card", card)
     view.run.size = 64
     assert view.run.energy_model() is None
     view.run.size = 32
