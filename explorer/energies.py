@@ -69,7 +69,8 @@ from .likelihood import CONTINUOUS, DEFAULT_DRAWS, UNITS, NLLQuantity, in_unit, 
 
 
 def heldout_metrics(result: dict[str, Any], command: str) -> dict[str, Any]:
-    """The card's held-out NLL entry from a CLI result (its mean in nats, bits/dim and dB/dim)."""
+    """The card's held-out NLL entry from a CLI result (its mean in nats, bits/dim and dB/dim; for a b-bit
+    likelihood also E_u[−log p(x + u)] per dim, the continuous density at the dequantized images: b bits/dim less)."""
     nats = np.asarray(result["nats"], dtype=np.float64)
     dims = np.asarray(result["dims"], dtype=np.int64)
     rep = EnergyReport(result["labels"], nats, dims, result["normalized"], quantity=NLLQuantity(**{
@@ -82,6 +83,9 @@ def heldout_metrics(result: dict[str, Any], command: str) -> dict[str, Any]:
         entry[f"mean_{key}"] = round(float(rep.in_unit(unit).mean()), 5)
         entry[f"stderr_{key}_draws"] = round(rep.mean_stderr(unit), 6)
         entry[f"std_{key}_images"] = round(float(rep.in_unit(unit).std(ddof=1)), 5)
+    if bits := int(result["quantity"].get("bits") or 0):  # the continuous density at the dequantized x + u
+        entry["mean_bits_per_dim_continuous_dequantized"] = round(entry["mean_bits_per_dim"] - bits, 5)
+        entry["mean_db_per_dim_continuous_dequantized"] = round(entry["mean_db_per_dim"] - 10 * bits * math.log10(2), 5)
     if result.get("note"):
         entry["note"] = result["note"]
     return entry

@@ -254,6 +254,10 @@ def test_write_card_records_the_held_out_nll_with_its_command(tmp_path, monkeypa
     assert entry["mean_bits_per_dim"] == pytest.approx(rep["summary"]["mean"], abs=1e-5) and entry["dims"] == 1024
     assert metrics["heldout_bits_per_dim_8bit"] == pytest.approx(entry["mean_bits_per_dim"], abs=1e-4)
     assert metrics["heldout_bits_per_dim"] == pytest.approx(entry["mean_bits_per_dim"] - 8, abs=1e-4)
+    # the continuous density at the dequantized digits: 8 bits/dim = 80·log10(2) dB/dim less than the 8-bit bound
+    assert entry["mean_bits_per_dim_continuous_dequantized"] == pytest.approx(entry["mean_bits_per_dim"] - 8, abs=1e-4)
+    assert entry["mean_db_per_dim_continuous_dequantized"] == pytest.approx(
+        entry["mean_db_per_dim"] - 80 * math.log10(2), abs=1e-4)
     assert [lab.split()[0] for lab in rep["labels"]] == ["held-out"] * 4
 
 
