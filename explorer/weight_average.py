@@ -39,11 +39,9 @@ class WeightAverage:
         for name, p in module.named_parameters():
             self.tensors[name].mul_(d).add_(p.detach(), alpha=1 - d)
 
-    @torch.no_grad()
     def copy_to(self, module: torch.nn.Module) -> None:
         """Set the module's parameters to θ̄."""
-        for name, p in module.named_parameters():
-            p.copy_(self.tensors[name])
+        _load(module, self.tensors)
 
     @contextmanager
     def applied(self, module: torch.nn.Module) -> Iterator[None]:
@@ -53,6 +51,10 @@ class WeightAverage:
         try:
             yield
         finally:
-            with torch.no_grad():
-                for name, p in module.named_parameters():
-                    p.copy_(own[name])
+            _load(module, own)
+
+
+@torch.no_grad()
+def _load(module: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    for name, p in module.named_parameters():
+        p.copy_(tensors[name])

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
 from explorer import train
 from explorer.weight_average import WeightAverage, average_decay
+
+from test_train import image_folder  # noqa: F401  (the smooth training images of the trainer's tests)
 
 
 def test_the_average_of_a_known_sequence_matches_the_recursion_written_out():
@@ -42,18 +42,6 @@ def test_applied_swaps_the_average_in_and_the_own_weights_back():
     assert torch.equal(net.weight, own)
     with pytest.raises(ValueError, match="decay"):
         WeightAverage(net, decay=1.0)
-
-
-@pytest.fixture
-def image_folder(tmp_path):
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        yy, xx = np.mgrid[0:32, 0:32] / 32.0
-        img = 0.5 + 0.4 * np.sin(2 * np.pi * (rng.random() * xx + rng.random() * yy))
-        Image.fromarray((img * 255).astype(np.uint8)).save(folder / f"{i}.png")
-    return folder
 
 
 def _args(folder, out, steps, *extra):

@@ -103,11 +103,12 @@ def thread_start(work: Callable[[threading.Event, Callable[[Any], None]], Any],
 
 
 # ------------------------------------------------------------------------------------------ the run
-
 def card_training_data(card: dict[str, Any] | None) -> str | None:
     """The data set a model card says it was trained on (None: no card or no record)."""
-    data = ((card or {}).get("training") or {}).get("data") if isinstance((card or {}).get("training"), dict) else None
+    training = (card or {}).get("training")
+    data = training.get("data") if isinstance(training, dict) else None
     return str(data) if data else None
+
 
 class ChainRun(param.Parameterized):
     """Chains of the coarse-to-fine sampler and their records (shared by Algorithm 1 and 2).
