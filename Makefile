@@ -37,9 +37,10 @@ serve: install
 	$(SERVE_ENV) $(BIN)/panel serve apps/*.py --port $(PORT) --index main
 
 # two workers, one test file each at a time, one torch
-# thread per worker: the browser tests wait on pages and servers, so two workers use the two cores better
+# thread per worker: the browser tests wait on pages and servers, so two workers use the two cores better;
+# files go out in tests/conftest.py's order (the load test first, beside CPU-only files), not xdist's
 test: install-test browser
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 # the browser tests write their screenshots to a temporary folder; this target refreshes docs/screenshots/
 screenshots:  install-test browser

@@ -4,11 +4,14 @@
 # patches of BSD400 (random crops with dihedral augmentation), 8-bit dequantized (x + U(0, 2^-8)), t = σ²
 # log-uniform on [1e-6, 1e3]; Set68's centre crops are the held-out images for log Z and validation.
 # Each trains into its run folder ($EXPLORER_RUNS/NAME); rerunning resumes an unfinished run (Ctrl-C or
-# SIGTERM checkpoints) and skips a finished one. ONLY=energy or ONLY=score trains one of the two.
+# SIGTERM checkpoints) and skips a finished one. ONLY=energy or ONLY=score trains one of the two; WIDTH and
+# LEVELS size the UNet (16 and 3 for the published pair).
 set -euo pipefail
 PY=${PYTHON:-python}
 THREADS=${THREADS:-1}
 STEPS=${STEPS:-20000}
+WIDTH=${WIDTH:-16}
+LEVELS=${LEVELS:-3}
 for kind in ${ONLY:-energy score}; do
   name=$kind-natural-gray
   objective=$([ "$kind" = energy ] && echo dual || echo score)
@@ -17,6 +20,6 @@ for kind in ${ONLY:-energy score}; do
   if [ -f "$runs/$name/training/$name/state.json" ]; then resume=(--resume); fi
   OMP_NUM_THREADS=$THREADS $PY -m explorer.train_energy --name "$name" --objective "$objective" \
     --data ../shared/data/bsd/Train400 --val ../shared/data/bsd/Set68 --dequantize-bits 8 \
-    --t-min 1e-6 --t-max 1e3 --width 16 --levels 3 --batch 32 --patch 32 --steps "$STEPS" --lr 1e-3 \
+    --t-min 1e-6 --t-max 1e3 --width "$WIDTH" --levels "$LEVELS" --batch 32 --patch 32 --steps "$STEPS" --lr 1e-3 \
     --checkpoint-every 1000 --checkpoint-minutes 5 --threads "$THREADS" --quiet "${resume[@]}"
 done

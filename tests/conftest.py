@@ -9,6 +9,32 @@ import torch
 from explorer.denoisers import DnCNN, UNet
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+CLASSROOM_FILE = "tests/ui/test_load.py"  # eight chromium sessions and a classroom: both cores for ~8 minutes
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order the files so that the load test never shares the box with another browser test: it goes
+    first, then every file without a browser test, then the browser files (each file's own order kept).
+
+    ``make test`` runs two xdist workers with ``--dist loadfile --no-loadscope-reorder``, which hand out
+    whole files in this order: while one worker runs the load test, the other runs CPU-only files, and a
+    page that waits on a starved server (a 27 s test took over 200 s beside the load test) cannot time out.
+    """
+    def file_of(item: pytest.Item) -> str:
+        return item.nodeid.split("::", 1)[0]
+
+    def drives_a_browser(item: pytest.Item) -> bool:
+        return (item.get_closest_marker("browser") is not None
+                or bool({"browser_page", "served_app"} & set(getattr(item, "fixturenames", ()))))
+
+    browser_files = {file_of(i) for i in items if drives_a_browser(i)}
+
+    def rank(item: pytest.Item) -> int:
+        f = file_of(item)
+        return 0 if f.endswith(CLASSROOM_FILE) else 2 if f in browser_files else 1
+
+    order = {id(item): k for k, item in enumerate(items)}
+    items.sort(key=lambda i: (rank(i), order[id(i)]))
 
 def calibrated(model: torch.nn.Module, shape=(8, 1, 24, 24), seed: int = 0) -> torch.nn.Module:
     """Run one training-mode pass on noisy random images so the norm layers hold sensible statistics."""

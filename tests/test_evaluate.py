@@ -262,9 +262,17 @@ def test_workers_get_builtin_set_images_as_they_are_and_files_as_absolute_paths(
     assert portable([(0, image), (1, "a.png")]) == [(0, image), (1, str(tmp_path / "a.png"))]
 
 
+def same_table(a: dict, b: dict, tol: float = 1e-6) -> bool:
+    """The same models, σs and metrics, each figure within ``tol`` (dB, SSIM): a forward pass on another
+    thread may sum in another order (3·10⁻⁸ dB was seen on a loaded box), which is not a different score."""
+    return a.keys() == b.keys() and all(
+        a[n].keys() == b[n].keys() and all(a[n][s].keys() == b[n][s].keys() and all(
+            abs(a[n][s][m] - b[n][s][m]) <= tol for m in a[n][s]) for s in a[n]) for n in a)
+
+
 def test_a_runner_of_picklable_tasks_gives_the_serial_table(bench):
     """The runner hook: a plain thread-pool runner (not in-process, so the tasks open the lineup by path
-    and check its weights) scores exactly as the default serial map; ``client=`` still works, deprecated."""
+    and check its weights) scores as the default serial map (to 10⁻⁶); ``client=`` still works, deprecated."""
     from concurrent.futures import ThreadPoolExecutor
 
     from explorer.data.files import list_images
@@ -281,13 +289,13 @@ def test_a_runner_of_picklable_tasks_gives_the_serial_table(bench):
         calls.append(len(items))
         return [fn([it]) for it in items]
 
-    assert benchmark(lineup, files, [15 / 255, 50 / 255], seed=2, runner=plain, progress=False).results == here.results
+    assert same_table(benchmark(lineup, files, [15 / 255, 50 / 255], seed=2, runner=plain, progress=False).results, here.results)
     assert calls == [2]
     with ThreadPoolExecutor(2) as pool:
         pooled = benchmark(lineup, files, [15 / 255, 50 / 255], seed=2, runner=ExecutorRunner(pool), progress=False)
-        assert pooled.results == here.results
+        assert same_table(pooled.results, here.results)
         with pytest.warns(DeprecationWarning, match="runner="):
-            assert benchmark(lineup, files, [15 / 255, 50 / 255], seed=2, client=pool, progress=False).results == here.results
+            assert same_table(benchmark(lineup, files, [15 / 255, 50 / 255], seed=2, client=pool, progress=False).results, here.results)
 
 
 def test_the_library_never_imports_dask():
