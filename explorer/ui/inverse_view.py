@@ -22,6 +22,7 @@ from .export import downloads, npz_bytes, png_bytes
 from .inverse_state import INPAINTING, MEASUREMENTS, PROBLEM_PARAMS, InverseRun
 from .inverse_uncertainty import EXPLANATION as UNCERTAINTY_TEXT
 from .inverse_uncertainty import ReconstructionUncertainty
+from .live_curves import LiveCurves
 from .mask import ERASE, PAINT, Rect, Stroke, plot_to_pixel, preset_mask
 from .models import ModelPicker
 from .plots import CHAIN_COLORS, PLOT_PERIOD, LiveImage, diverging_image, gray_image, image_element
@@ -81,7 +82,7 @@ class InverseView(ToolView):
         # wrapping Rows, not pn.FlexBox: in apps/main.py its figures never finished, so later updates were dropped
         self._top, self._samples_box = (pn.Row(margin=0, sizing_mode="stretch_width", styles={"flex-wrap": "wrap"})
                                         for _ in range(2))
-        self._sigma_pane = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=220)
+        self._sigma_pane = pn.Column(sizing_mode="stretch_width", min_height=220, margin=0)
         self._draw_tools = self._make_draw_tools()
         self.uncertainty = ReconstructionUncertainty(size=PANEL_PX)
         for kind in ("step", "play", "pause", "reset"):
@@ -252,23 +253,29 @@ class InverseView(ToolView):
         self.mean_image = LiveImage((n, n), f"Mean of the {k} samples", size=PANEL_PX)
         items = list(self.sample_images) + ([self.mean_image] if k > 1 else [])
         self._samples_box[:] = [pn.Column(*[pn.Row(*items[i:i + 3], margin=0) for i in range(0, len(items), 3)], margin=0)]
-        self._sigma_pipe = hv.streams.Pipe(data=self.run.history())
-        self._sigma_pane.object = hv.DynamicMap(self._sigma_plot, streams=[self._sigma_pipe])
+        self._build_sigma_plot()
         self._update_metrics_table()
 
-    def _sigma_plot(self, data: dict[str, Any]) -> hv.Overlay:
+    def _build_sigma_plot(self) -> None:
+        """σ_t of every sample against the designed schedule σ̄_t (the x-range grows with the run; the
+        y-range never flips: σ_L > σ₀ is refused with a message)."""
         pt, pred = self.run.predicted_curve()
-        layers = [hv.Curve((pt, pred), "iteration t", "σ_t", label="predicted σ̄ₜ").opts(color="black", line_dash="dashed")]
+        plot = LiveCurves("Effective noise level σ_t", "iteration t", "σ_t (noise std, log)",
+                          y_range=self.run.sigma_range(), x_range=self.run.x_range(), log_y=True, min_height=220)
+        plot.add_line(pt, pred, label="predicted σ̄ₜ", dash="dashed")
         for j in range(int(self.run.chains)):
-            s = data["sigma"][:, j] if data["sigma"].size else np.zeros(0)
-            layers.append(hv.Curve((data["t"], s), "iteration t", "σ_t", label=f"sample {j + 1}").opts(
-                color=CHAIN_COLORS[j % len(CHAIN_COLORS)], line_width=2))
-        # the x-range grows with the run; the y-range never flips (σ_L > σ₀ is refused with a message)
-        return hv.Overlay(layers).opts(
-            logy=True, responsive=True, min_height=220, show_grid=True, legend_position="top_right",
-            xlabel="iteration t", ylabel="σ_t (noise std, log)", toolbar=None, title="Effective noise level σ_t",
-            ylim=self.run.sigma_range(), xlim=self.run.x_range(int(data["t"][-1]) if data["t"].size else 0),
-            framewise=True)
+            plot.add_live(f"sample {j}", f"sample {j + 1}", CHAIN_COLORS[j % len(CHAIN_COLORS)], width=2)
+        self.sigma_plot = plot
+        self._push_sigma()  # before it is on the page: a model outside the document changes without its lock
+        self._sigma_pane[:] = [plot]
+
+    def _push_sigma(self) -> None:
+        """Show σ_t so far: swap the live lines' data, widen the x-range past the prediction."""
+        hist = self.run.history()
+        t = hist["t"]
+        for j in range(hist["sigma"].shape[1]):
+            self.sigma_plot.update(f"sample {j}", t, hist["sigma"][:, j])
+        self.sigma_plot.set_x_range(*self.run.x_range(int(t[-1]) if t.size else 0))
 
     def _update_metrics_table(self) -> None:
         rows = ["| image | PSNR (dB, vs original) | SSIM (vs original) |", "|---|---|---|"]
@@ -288,7 +295,7 @@ class InverseView(ToolView):
                 self.mean_image.update(xh.mean(axis=0))
             self._update_metrics_table()
             if not self.worker.running or now - self._plots_at >= PLOT_PERIOD:
-                self._sigma_pipe.send(self.run.history())
+                self._push_sigma()
                 self._plots_at = now
             self.controls.progress = self.run.progress(state)
             self.stats.object = (f"**step t = {state.t}** · wall time {elapsed_text(self.run.elapsed())} · "

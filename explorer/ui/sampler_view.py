@@ -11,7 +11,6 @@ import io
 import time
 from typing import Any
 
-import holoviews as hv
 import numpy as np
 import panel as pn
 import param
@@ -19,6 +18,7 @@ import torch
 
 from .controls import RunControls, bounded_input
 from .export import downloads, npz_bytes, png_bytes
+from .live_curves import LiveCurves
 from .models import ModelPicker
 from .plots import CHAIN_COLORS, PLOT_PERIOD, LiveImage
 from .sampler_docs import SAMPLER_EXPLANATION as EXPLANATION
@@ -69,8 +69,8 @@ class SamplerView(ToolView):
         self.chain_table = pn.pane.Markdown("", sizing_mode="stretch_width", margin=(0, 10))
         self.chain_images: list[tuple[LiveImage, LiveImage]] = []
         self._grid = pn.Column(sizing_mode="stretch_width", margin=0)
-        self._sigma_pane = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=300, linked_axes=False)
-        self._h_pane = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=180, linked_axes=False)
+        self._sigma_pane = pn.Column(sizing_mode="stretch_width", min_height=300, margin=0)
+        self._h_pane = pn.Column(sizing_mode="stretch_width", min_height=180, margin=0)
         self.scrubber = pn.widgets.IntSlider.from_param(self.param.scrub, name="Recorded snapshot",
                                                         sizing_mode="stretch_width", disabled=True)
         self.scrub_label = pn.pane.Markdown("", margin=(0, 10), styles={"color": "#555"})
@@ -132,7 +132,6 @@ class SamplerView(ToolView):
     def clear_runs(self) -> None:
         self.runs = []
         self._build_sigma_plot()
-        self._push_plots()
 
     def step(self) -> None:
         """Advance every running chain by one step and show it."""
@@ -200,58 +199,61 @@ class SamplerView(ToolView):
                              for i in range(b)]
         self._grid[:] = [pn.Row(*[pn.Column(y, x, margin=0) for y, x in self.chain_images], margin=0, styles={"flex-wrap": "wrap"})]
         self._build_sigma_plot()
-        self._h_pipe = hv.streams.Pipe(data=self.run.history())
-        self._h_pane.object = hv.DynamicMap(self._h_plot, streams=[self._h_pipe])
+        self._build_h_plot()
         self.scrubber.disabled = True
         self._set_scrub(0)
         self.param.scrub.bounds = (0, 1)  # a slider needs start < end (Bokeh E-1021); disabled until 2 snapshots exist
         self.scrub_label.object = ""
 
     def _build_sigma_plot(self) -> None:
-        self._sigma_pipe = hv.streams.Pipe(data=self.run.history())
-        runs, (pt, pred), ylim = list(self.runs), self.run.predicted_curve(), self.run.sigma_range()
-        sigma_L, beta, b = float(self.run.sigma_L), float(self.run.beta), int(self.run.chains)
+        """σ_t of every chain against the designed schedule σ̄_t, earlier runs overlaid, σ_L marked."""
+        runs, (pt, pred), b = list(self.runs), self.run.predicted_curve(), int(self.run.chains)
         longest = max((len(r["t"]) for r in runs), default=0)
+        plot = LiveCurves("Noise level σ_t vs the designed schedule", "iteration t",
+                          "σ_t (noise std, [0,1] units, log scale)", y_range=self.run.sigma_range(),
+                          x_range=self.run.x_range(longest), log_y=True, min_height=300)
+        for k, run in enumerate(runs):
+            for j in range(run["sigma"].shape[1]):
+                plot.add_line(run["t"], run["sigma"][:, j], label=run["label"] if j == 0 else "",
+                              color=RUN_COLORS[k % len(RUN_COLORS)], alpha=0.55)
+        plot.add_line(pt, pred, label="predicted σ̄ₜ", dash="dashed")
+        for j in range(b):
+            plot.add_live(f"chain {j}", f"chain {j + 1} (β={float(self.run.beta):g})", CHAIN_COLORS[j % len(CHAIN_COLORS)])
+        plot.add_level(float(self.run.sigma_L), "σ_L")
+        self.sigma_plot, self._longest_run = plot, longest
+        self._push_sigma()  # before it is on the page: a model outside the document changes without its lock
+        self._sigma_pane[:] = [plot]
 
-        def plot(data: dict[str, Any]) -> hv.Overlay:
-            layers = []
-            for k, run in enumerate(runs):
-                color = RUN_COLORS[k % len(RUN_COLORS)]
-                for j in range(run["sigma"].shape[1]):
-                    layers.append(hv.Curve((run["t"], run["sigma"][:, j]), "iteration t", "σ_t",
-                                           label=run["label"] if j == 0 else "").opts(
-                        color=color, line_width=1.5, alpha=0.55, show_legend=j == 0))
-            layers.append(hv.Curve((pt, pred), "iteration t", "σ_t", label="predicted σ̄ₜ").opts(
-                color="black", line_dash="dashed", line_width=1.5))
-            for j in range(b):
-                s = data["sigma"][:, j] if data["sigma"].size else np.zeros(0)
-                layers.append(hv.Curve((data["t"], s), "iteration t", "σ_t", label=f"chain {j + 1} (β={beta:g})").opts(
-                    color=CHAIN_COLORS[j % len(CHAIN_COLORS)], line_width=2.2))
-            layers.append(hv.HLine(sigma_L, label="σ_L").opts(color="#888", line_dash="dotted", line_width=1))
-            # the x-range grows with the run (a run longer than predicted stays on the plot); y never flips
-            return hv.Overlay(layers).opts(
-                logy=True, xlabel="iteration t", ylabel="σ_t (noise std, [0,1] units, log scale)",
-                title="Noise level σ_t vs the designed schedule", legend_position="top_right",
-                responsive=True, min_height=300, toolbar="right", tools=["hover"], show_grid=True,
-                ylim=ylim, xlim=self.run.x_range(max(longest, int(data["t"][-1]) if data["t"].size else 0)),
-                framewise=True)
-
-        self._sigma_pane.object = hv.DynamicMap(plot, streams=[self._sigma_pipe])
-
-    def _h_plot(self, data: dict[str, Any]) -> hv.Overlay:
+    def _build_h_plot(self) -> None:
+        """The step size h_t of this run against the schedule h₀t/(1 + h₀(t − 1))."""
         ts, sched = self.run.h_schedule()
-        return (hv.Curve((ts, sched), "iteration t", "h_t", label="schedule h₀t/(1+h₀(t−1))").opts(
-                    color="black", line_dash="dashed", line_width=1.2)
-                * hv.Curve((data["t"], data["h"]), "iteration t", "h_t", label="this run").opts(
-                    color=ACCENT, line_width=2.2)).opts(
-            xlabel="iteration t", ylabel="step size h_t", title="Step size h_t", responsive=True, min_height=180,
-            legend_position="bottom_right", show_grid=True, toolbar=None, ylim=(0, 1.05), framewise=True,
-            xlim=self.run.x_range())
+        plot = LiveCurves("Step size h_t", "iteration t", "step size h_t", y_range=(0.0, 1.05),
+                          x_range=self.run.x_range(), min_height=180, legend_location="top_left", toolbar=False)
+        plot.add_line(ts, sched, label="schedule h₀t/(1+h₀(t−1))", dash="dashed", width=1.2)
+        plot.add_live("h", "this run", ACCENT)
+        self.h_plot = plot
+        self._push_h()
+        self._h_pane[:] = [plot]
 
     def _push_plots(self) -> None:
+        """Show the run's history so far on both plots."""
+        self._push_sigma()
+        self._push_h()
+
+    def _push_sigma(self) -> None:
+        """σ_t so far: swap the live lines' data, widen the x-range past the prediction."""
         hist = self.run.history()
-        self._sigma_pipe.send(hist)
-        self._h_pipe.send(hist)
+        t = hist["t"]
+        for j in range(hist["sigma"].shape[1]):
+            self.sigma_plot.update(f"chain {j}", t, hist["sigma"][:, j])
+        self.sigma_plot.set_x_range(*self.run.x_range(max(self._longest_run, int(t[-1]) if t.size else 0)))
+
+    def _push_h(self) -> None:
+        """h_t so far."""
+        hist = self.run.history()
+        t = hist["t"]
+        self.h_plot.update("h", t, hist["h"])
+        self.h_plot.set_x_range(*self.run.x_range(int(t[-1]) if t.size else 0))
 
     def _show_images(self, y: np.ndarray, x_hat: np.ndarray) -> None:
         for (y_pane, x_pane), yi, xi in zip(self.chain_images, y, x_hat):

@@ -420,7 +420,13 @@ class BackgroundWorker(LatestTask):
         self._stop_periodic()
         try:
             if pn.state.curdoc is not None or _running_loop():
-                self._periodic = pn.state.add_periodic_callback(self._tick, period=self.period, start=True)
+                # "background": no busy event per tick. Panel's busy state is one for the whole server, so
+                # each tick of each playing session set every session's busy indicator (a quarter of the
+                # event loop's time with 15 samplers playing); a run shows its own progress instead
+                periodic = pn.state.add_periodic_callback(self._tick, period=self.period, start=False)
+                periodic._background = True
+                periodic.start()
+                self._periodic = periodic
         except Exception:
             self._periodic = None
 
