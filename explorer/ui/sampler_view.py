@@ -270,9 +270,11 @@ class SamplerView(ToolView):
         with pn.io.hold():
             self._show_images(state.y.detach().to("cpu", torch.float32).numpy(),
                               state.x_hat.detach().to("cpu", torch.float32).numpy())
-            # the HoloViews plots cost far more than the images: refresh them at most every PLOT_PERIOD s
+            # the plots and the chain table (markdown, rendered to HTML on the server) cost more than the
+            # images and the step line: while playing, refresh them at most every PLOT_PERIOD s
             if not playing or now - self._plots_at >= PLOT_PERIOD:
                 self._push_plots()
+                self._update_chain_table(state)
                 self._plots_at = now
             self._update_stats(state)
             if not playing:
@@ -287,6 +289,10 @@ class SamplerView(ToolView):
                              f"max σ_t = {fmt_number(run.max_sigma(state))} (noise std, [0,1] units)")
         if self.worker.running:
             self.controls.status = f"Running… step {state.t}"
+
+    def _update_chain_table(self, state: Any) -> None:
+        """σ_t, γ_t, status and steps of every chain (and −log p(x̂) with an energy model)."""
+        run = self.run
         energy = bool(run.energy)
         rows = ["| chain | σ_t (noise std) | γ_t (injected noise std) | status | steps |"
                 + (" −log p(x̂) (nats, density on [0,1]^d; converged chains only) |" if energy else ""),
