@@ -36,6 +36,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     order = {id(item): k for k, item in enumerate(items)}
     items.sort(key=lambda i: (rank(i), order[id(i)]))
 
+
 def calibrated(model: torch.nn.Module, shape=(8, 1, 24, 24), seed: int = 0) -> torch.nn.Module:
     """Run one training-mode pass on noisy random images so the norm layers hold sensible statistics."""
     g = torch.Generator().manual_seed(seed)

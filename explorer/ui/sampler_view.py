@@ -237,20 +237,22 @@ class SamplerView(ToolView):
 
     def _push_plots(self) -> None:
         """Show the run's history so far on both plots."""
-        self._push_sigma()
-        self._push_h()
-
-    def _push_sigma(self) -> None:
-        """σ_t so far: swap the live lines' data, widen the x-range past the prediction."""
         hist = self.run.history()
+        self._push_sigma(hist)
+        self._push_h(hist)
+
+    def _push_sigma(self, hist: dict[str, np.ndarray] | None = None) -> None:
+        """σ_t so far (``hist``: the run's history, read here if not given): swap the live lines' data,
+        widen the x-range past the prediction."""
+        hist = self.run.history() if hist is None else hist
         t = hist["t"]
         for j in range(hist["sigma"].shape[1]):
             self.sigma_plot.update(f"chain {j}", t, hist["sigma"][:, j])
         self.sigma_plot.set_x_range(*self.run.x_range(max(self._longest_run, int(t[-1]) if t.size else 0)))
 
-    def _push_h(self) -> None:
-        """h_t so far."""
-        hist = self.run.history()
+    def _push_h(self, hist: dict[str, np.ndarray] | None = None) -> None:
+        """h_t so far (``hist`` as in :meth:`_push_sigma`)."""
+        hist = self.run.history() if hist is None else hist
         t = hist["t"]
         self.h_plot.update("h", t, hist["h"])
         self.h_plot.set_x_range(*self.run.x_range(int(t[-1]) if t.size else 0))
