@@ -22,10 +22,10 @@ from .export import downloads, npz_bytes, png_bytes
 from .inverse_state import INPAINTING, MEASUREMENTS, PROBLEM_PARAMS, InverseRun
 from .inverse_uncertainty import EXPLANATION as UNCERTAINTY_TEXT
 from .inverse_uncertainty import ReconstructionUncertainty
-from .live_curves import LiveCurves
 from .mask import ERASE, PAINT, Rect, Stroke, plot_to_pixel, preset_mask
 from .models import ModelPicker
-from .plots import CHAIN_COLORS, PLOT_PERIOD, LiveImage, diverging_image, gray_image, image_element
+from .plots import PLOT_PERIOD, LiveImage, diverging_image, gray_image, image_element
+from .run_plots import show_sigma, sigma_curves
 from .sampler_docs import INVERSE_EXPLANATION as EXPLANATION
 from .sampler_state import DEFAULT_SIZE, follow_size, size_warning, sizes_for, training_size
 from .sources import ImageSource
@@ -259,23 +259,13 @@ class InverseView(ToolView):
     def _build_sigma_plot(self) -> None:
         """σ_t of every sample against the designed schedule σ̄_t (the x-range grows with the run; the
         y-range never flips: σ_L > σ₀ is refused with a message)."""
-        pt, pred = self.run.predicted_curve()
-        plot = LiveCurves("Effective noise level σ_t", "iteration t", "σ_t (noise std, log)",
-                          y_range=self.run.sigma_range(), x_range=self.run.x_range(), log_y=True, min_height=220)
-        plot.add_line(pt, pred, label="predicted σ̄ₜ", dash="dashed")
-        for j in range(int(self.run.chains)):
-            plot.add_live(f"sample {j}", f"sample {j + 1}", CHAIN_COLORS[j % len(CHAIN_COLORS)], width=2)
-        self.sigma_plot = plot
+        self.sigma_plot = sigma_curves(self.run, "Effective noise level σ_t", "σ_t (noise std, log)",
+                                       lambda j: f"sample {j + 1}", min_height=220, width=2)
         self._push_sigma()  # before it is on the page: a model outside the document changes without its lock
-        self._sigma_pane[:] = [plot]
+        self._sigma_pane[:] = [self.sigma_plot]
 
     def _push_sigma(self) -> None:
-        """Show σ_t so far: swap the live lines' data, widen the x-range past the prediction."""
-        hist = self.run.history()
-        t = hist["t"]
-        for j in range(hist["sigma"].shape[1]):
-            self.sigma_plot.update(f"sample {j}", t, hist["sigma"][:, j])
-        self.sigma_plot.set_x_range(*self.run.x_range(int(t[-1]) if t.size else 0))
+        show_sigma(self.sigma_plot, self.run, self.run.history())
 
     def _update_metrics_table(self) -> None:
         rows = ["| image | PSNR (dB, vs original) | SSIM (vs original) |", "|---|---|---|"]

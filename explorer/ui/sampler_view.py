@@ -18,17 +18,15 @@ import torch
 
 from .controls import RunControls, bounded_input
 from .export import downloads, npz_bytes, png_bytes
-from .live_curves import LiveCurves
 from .models import ModelPicker
-from .plots import CHAIN_COLORS, PLOT_PERIOD, LiveImage
+from .plots import PLOT_PERIOD, LiveImage
+from .run_plots import show_sigma, show_step_size, sigma_curves, step_size_curves
 from .sampler_docs import SAMPLER_EXPLANATION as EXPLANATION
 from .sampler_state import DEFAULT_SIZE, SamplerRun, follow_size, size_warning, sizes_for, training_size
 from .tasks import BackgroundWorker
 from .text import elapsed_text, explanation, fmt_number, notify, show_alert
-from .theme import ACCENT
 from .toolview import ToolView
 
-RUN_COLORS = ["#9aa5b1", "#c9a227", "#7fb77e", "#b07aa1", "#e8a07b", "#76b7b2"]
 MAX_RUNS = 6
 RUN_PARAMS = ["beta", "h0", "sigma0", "sigma_L", "seed", "size", "chains", "max_steps"]
 
@@ -207,55 +205,26 @@ class SamplerView(ToolView):
 
     def _build_sigma_plot(self) -> None:
         """σ_t of every chain against the designed schedule σ̄_t, earlier runs overlaid, σ_L marked."""
-        runs, (pt, pred), b = list(self.runs), self.run.predicted_curve(), int(self.run.chains)
-        longest = max((len(r["t"]) for r in runs), default=0)
-        plot = LiveCurves("Noise level σ_t vs the designed schedule", "iteration t",
-                          "σ_t (noise std, [0,1] units, log scale)", y_range=self.run.sigma_range(),
-                          x_range=self.run.x_range(longest), log_y=True, min_height=300)
-        for k, run in enumerate(runs):
-            for j in range(run["sigma"].shape[1]):
-                plot.add_line(run["t"], run["sigma"][:, j], label=run["label"] if j == 0 else "",
-                              color=RUN_COLORS[k % len(RUN_COLORS)], alpha=0.55)
-        plot.add_line(pt, pred, label="predicted σ̄ₜ", dash="dashed")
-        for j in range(b):
-            plot.add_live(f"chain {j}", f"chain {j + 1} (β={float(self.run.beta):g})", CHAIN_COLORS[j % len(CHAIN_COLORS)])
-        plot.add_level(float(self.run.sigma_L), "σ_L")
-        self.sigma_plot, self._longest_run = plot, longest
-        self._push_sigma()  # before it is on the page: a model outside the document changes without its lock
-        self._sigma_pane[:] = [plot]
+        self._longest_run = max((len(r["t"]) for r in self.runs), default=0)
+        beta = float(self.run.beta)
+        self.sigma_plot = sigma_curves(self.run, "Noise level σ_t vs the designed schedule",
+                                       "σ_t (noise std, [0,1] units, log scale)", lambda j: f"chain {j + 1} (β={beta:g})",
+                                       earlier=list(self.runs), sigma_L=float(self.run.sigma_L), x_end=self._longest_run)
+        # filled before it is on the page: a model outside the document changes without its lock
+        show_sigma(self.sigma_plot, self.run, self.run.history(), self._longest_run)
+        self._sigma_pane[:] = [self.sigma_plot]
 
     def _build_h_plot(self) -> None:
         """The step size h_t of this run against the schedule h₀t/(1 + h₀(t − 1))."""
-        ts, sched = self.run.h_schedule()
-        plot = LiveCurves("Step size h_t", "iteration t", "step size h_t", y_range=(0.0, 1.05),
-                          x_range=self.run.x_range(), min_height=180, legend_location="top_left", toolbar=False)
-        plot.add_line(ts, sched, label="schedule h₀t/(1+h₀(t−1))", dash="dashed", width=1.2)
-        plot.add_live("h", "this run", ACCENT)
-        self.h_plot = plot
-        self._push_h()
-        self._h_pane[:] = [plot]
+        self.h_plot = step_size_curves(self.run)
+        show_step_size(self.h_plot, self.run, self.run.history())
+        self._h_pane[:] = [self.h_plot]
 
     def _push_plots(self) -> None:
-        """Show the run's history so far on both plots."""
+        """Show the run's history so far on both plots (read once)."""
         hist = self.run.history()
-        self._push_sigma(hist)
-        self._push_h(hist)
-
-    def _push_sigma(self, hist: dict[str, np.ndarray] | None = None) -> None:
-        """σ_t so far (``hist``: the run's history, read here if not given): swap the live lines' data,
-        widen the x-range past the prediction."""
-        hist = self.run.history() if hist is None else hist
-        t = hist["t"]
-        for j in range(hist["sigma"].shape[1]):
-            self.sigma_plot.update(f"chain {j}", t, hist["sigma"][:, j])
-        self.sigma_plot.set_x_range(*self.run.x_range(max(self._longest_run, int(t[-1]) if t.size else 0)))
-
-    def _push_h(self, hist: dict[str, np.ndarray] | None = None) -> None:
-        """h_t so far (``hist`` as in :meth:`_push_sigma`)."""
-        hist = self.run.history() if hist is None else hist
-        t = hist["t"]
-        self.h_plot.update("h", t, hist["h"])
-        self.h_plot.set_x_range(*self.run.x_range(int(t[-1]) if t.size else 0))
+        show_sigma(self.sigma_plot, self.run, hist, self._longest_run)
+        show_step_size(self.h_plot, self.run, hist)
 
     def _show_images(self, y: np.ndarray, x_hat: np.ndarray) -> None:
         for (y_pane, x_pane), yi, xi in zip(self.chain_images, y, x_hat):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from explorer.ui.live_curves import LiveCurves
+from explorer.ui.run_plots import chain_key
 from explorer.ui.sampler_view import SamplerView
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -49,7 +50,7 @@ def test_the_sampler_plots_show_what_the_sampler_recorded(tiny_handle):
             v.step()
         hist = v.run.history()
         for j in range(2):
-            x, y = v.sigma_plot.data(f"chain {j}")
+            x, y = v.sigma_plot.data(chain_key(j))
             np.testing.assert_array_equal(x, hist["t"])
             np.testing.assert_allclose(y, hist["sigma"][:, j])
         np.testing.assert_allclose(v.h_plot.data("h")[1], hist["h"])
@@ -61,5 +62,24 @@ def test_the_sampler_plots_show_what_the_sampler_recorded(tiny_handle):
         v.run.seed = v.run.seed + 1  # a new run: the old one stays on the plot as a fixed line
         assert v.sigma_plot is not first and len(v.runs) == 1
         assert any(item.label.value.startswith("β=0.8") for item in v.sigma_plot.figure.legend[0].items)
+    finally:
+        v.pause()
+
+
+def test_the_inverse_plot_shows_what_algorithm_2_recorded(tiny_handle):
+    from explorer.ui.inverse_view import InverseView
+
+    v = InverseView(model="tiny-test", size=32, source="synthetic", chains=2, beta=0.5, h0=0.05, sigma_L=0.05)
+    try:
+        for _ in range(4):
+            v.step()
+        hist = v.run.history()
+        assert hist["t"].size == 4
+        for j in range(2):
+            x, y = v.sigma_plot.data(chain_key(j))
+            np.testing.assert_array_equal(x, hist["t"])
+            np.testing.assert_allclose(y, hist["sigma"][:, j])
+        labels = [item.label.value for item in v.sigma_plot.figure.legend[0].items]
+        assert labels == ["predicted σ̄ₜ", "sample 1", "sample 2"]
     finally:
         v.pause()
