@@ -198,14 +198,17 @@ def test_the_verdict_names_what_the_cosines_say(state):
 def test_the_served_app_runs_and_sweeps_in_a_browser(served_app, browser_page):
     """``panel serve apps/generalization.py`` on the published pairs, short chains from the link
     (σ_L = 0.2, h₀ = 0.1: a few dozen steps each, so the sweep over every N stays short): a seed runs at
-    load, a sweep adds seeds, no traceback and no console error."""
+    load, a sweep shows its progress and stops on Stop with the seeds it has (the button then adds more),
+    no traceback and no console error."""
     page = browser_page
     url = served_app("apps/generalization.py")
     page.goto(url + "?sigma_L=0.2&h0=0.1")
     page.wait_for_selector("text=/Done: N = \\d+, seed 0/", timeout=120_000)
     assert page.locator("text=cos(x_A, x_B) =").count()
     page.get_by_role("button", name="Sweep 16 seeds").click()
-    page.wait_for_selector("text=/Sweep done: 16 seeds for every N/", timeout=240_000)
+    page.wait_for_selector("text=/Sweep: N = \\d+: seed 1 \\(2 of 16\\)/", timeout=120_000)  # progress shown
+    page.get_by_role("button", name="■ Stop").click()  # (a finished sweep is checked without a browser)
+    page.wait_for_selector("text=/Sweep stopped after/", timeout=120_000)
     page.wait_for_selector("text=Add 16 seeds")
     assert page.page_errors == [], page.page_errors
     assert page.console_errors == [], page.console_errors
