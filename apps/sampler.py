@@ -12,8 +12,9 @@ from explorer.ui.theme import limit_torch_threads
 pn.extension("mathjax", notifications=True)
 limit_torch_threads()
 view = SamplerView()
-legacy = (pn.state.session_args or {}).get("batch")
-if legacy and not (pn.state.session_args or {}).get("chains"):
-    view.run.chains = int(legacy[0])
-link_view(view, "sampler")
+with view.batched_changes():  # the old batch= and the link's settings set up one sampler, not one each
+    legacy = (pn.state.session_args or {}).get("batch")
+    if legacy and not (pn.state.session_args or {}).get("chains"):
+        view.run.chains = int(legacy[0])
+    link_view(view, "sampler")
 view.template().servable(title="Coarse-to-fine sampler · Denoiser Explorer")

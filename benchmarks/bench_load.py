@@ -6,7 +6,8 @@ one headless chromium with N isolated contexts, talking only to localhost:
 - N − 1 sessions open the sampler at 64×64 (one chain, own seed, a long schedule: h₀ = 0.005,
   σ_L = 0.002) and press Play;
 - one session opens the filters tool and clicks a new pixel every ``--click-every`` seconds for
-  ``--seconds``; click latency = click → the new pixel's filter on the page.
+  ``--seconds``; click latency = click → the new pixel's filter on the page, and its server part (request
+  on the server → filter computed, read off the page's "Filters computed in X s").
 
 Reported per N and per scheduler (``EXPLORER_SCHEDULER``: ``priority``, the default design, and ``fifo``,
 the former one lock per model, measured in the same run): click latency p50 / p95, the server's share of
@@ -34,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import re
 import statistics
 import sys
 import time
@@ -61,6 +63,7 @@ class LoadResult:
     sessions: int
     scheduler: str
     clicks: list[float] = field(default_factory=list)  # seconds, click → filter shown
+    server_clicks: list[float] = field(default_factory=list)  # seconds, request on the server → filter computed
     steps_per_s: list[float] = field(default_factory=list)  # one per sampler session
     rss_warm: float = 0.0  # MB, after a warm-up session closed
     rss_after: float = 0.0  # MB, after the N sessions closed
@@ -98,8 +101,10 @@ async def _open_filters(soak, browser, base: str, timeout: float, errors: list[s
     return context, page
 
 
-async def _click(soak, page, k: int, timeout: float) -> float | None:
-    """Click the k-th pixel of a fixed walk over the noisy image; seconds until its filter is shown."""
+async def _click(soak, page, k: int, timeout: float) -> tuple[float, float] | None:
+    """Click the k-th pixel of a fixed walk over the noisy image: seconds until its filter is shown on the page,
+    and the server's part (the page's "Filters computed in X s": from the click's request reaching the
+    server to its filter computed, queueing included; the rest is the socket, the event loop and the browser)."""
     pixel = page.locator("p", has_text="pixel i =").first
     canvas = page.locator("canvas").first
     before = await soak._text(pixel)
@@ -114,7 +119,10 @@ async def _click(soak, page, k: int, timeout: float) -> float | None:
         await soak._poll(lambda: soak._status_done(page), timeout, "the filters", interval=0.02)
     except TimeoutError:
         return None
-    return time.perf_counter() - t0
+    latency = time.perf_counter() - t0
+    status = await soak._text(page.locator("p", has_text="Filters computed in").first)
+    found = re.search(r"computed in ([0-9.]+) s", status)
+    return latency, float(found.group(1)) if found else float("nan")
 
 
 async def scenario(soak, base: str, sessions: int, seconds: float, click_every: float, timeout: float = 120.0,
@@ -147,7 +155,8 @@ async def scenario(soak, base: str, sessions: int, seconds: float, click_every: 
                     if latency is None:
                         result.missed_clicks += 1
                     else:
-                        result.clicks.append(latency)
+                        result.clicks.append(latency[0])
+                        result.server_clicks.append(latency[1])
                     k += 1
                 await asyncio.sleep(max(0.0, click_every - (time.perf_counter() - tick)))
             end = await asyncio.gather(*(soak._step_counter(p) for _c, p in opened))
@@ -204,16 +213,17 @@ def pct(values: list[float], q: float) -> float:
 
 def table(results: list[LoadResult]) -> str:
     alone = {r.scheduler: r.aggregate for r in results if r.sessions == 1 and r.procs == 1}
-    lines = ["| sessions | scheduler | click p50 (s) | click p95 (s) | clicks | sampler steps/s (median, min) "
-             "| aggregate steps/s | × one alone | server's cores | RSS after / warm |",
-             "|---:|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+    lines = ["| sessions | scheduler | click p50 (s) | click p95 (s) | on the server p50 / p95 (s) | clicks "
+             "| sampler steps/s (median, min) | aggregate steps/s | × one alone | server's cores | RSS after / warm |",
+             "|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
     for r in results:
         sps = r.steps_per_s
         ratio = r.aggregate / alone[r.scheduler] if alone.get(r.scheduler) else float("nan")
         clicks = f"{len(r.clicks)}" + (f" (+{r.missed_clicks} missed)" if r.missed_clicks else "")
         name = r.scheduler + (f", {r.procs} processes" if r.procs > 1 else "") + (
             f", students at nice {r.student_niceness}" if r.student_niceness else "")
-        lines.append(f"| {r.sessions} | {name} | {pct(r.clicks, 50):.2f} | {pct(r.clicks, 95):.2f} | {clicks} "
+        lines.append(f"| {r.sessions} | {name} | {pct(r.clicks, 50):.2f} | {pct(r.clicks, 95):.2f} "
+                     f"| {pct(r.server_clicks, 50):.2f} / {pct(r.server_clicks, 95):.2f} | {clicks} "
                      f"| {statistics.median(sps):.1f}, {min(sps):.1f} | {r.aggregate:.1f} | {ratio:.2f} "
                      f"| {r.server_cores:.2f} | {r.rss_after / r.rss_warm:.2f} |")
     return "\n".join(lines)
@@ -308,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         for n in (int(v) for v in a.sessions.split(",")):
             r = measure(n, scheduler, a.seconds, a.click_every, student_niceness=a.student_niceness)
             results.append(r)
-            print(f"N={n} {scheduler}: clicks {[round(c, 2) for c in r.clicks]}, steps/s "
+            print(f"N={n} {scheduler}: clicks {[round(c, 2) for c in r.clicks]} "
+                  f"(on the server {[round(c, 2) for c in r.server_clicks]}), steps/s "
                   f"{[round(s, 1) for s in r.steps_per_s]}, errors {len(r.errors)}", flush=True)
             for e in r.errors[:3]:
                 print("  ", e[:500])

@@ -242,7 +242,8 @@ class FiltersView(ToolView):
                 bias_free=bool(getattr(handle, "bias_free", False)), classical=name.startswith("classical:"))
         publish(dict(req=req, results=out, errors=errors, seconds=time.perf_counter() - req["t0"]))
         if req["posterior"]:
-            self._posterior_maps(req, out, stop, publish)
+            with self.task.then_in_background():  # the filters are shown: the maps do not hold other pages up
+                self._posterior_maps(req, out, stop, publish)
 
     def _posterior_maps(self, req: dict[str, Any], out: dict[str, dict[str, Any]], stop: threading.Event,
                         publish: Callable[[Any], None]) -> None:

@@ -89,7 +89,7 @@ class InverseView(ToolView):
             self.controls.on(kind, getattr(self, kind))
         self.picker.param.watch(lambda _e: self._model_changed(), "model")
         self.source.param.watch(self._image_changed, "image")
-        self.run.param.watch(lambda *_e: self.invalidate(), PROBLEM_PARAMS + RUN_PARAMS)
+        self.run.param.watch(lambda *_e: self._rebuild(self.invalidate), PROBLEM_PARAMS + RUN_PARAMS)
         self._build_canvas()
         self.invalidate()
 
@@ -143,12 +143,12 @@ class InverseView(ToolView):
         if size != self.source.size:
             self.source.size = size  # a new image: invalidates
         else:
-            self.invalidate()
+            self._rebuild(self.invalidate)
 
     def _image_changed(self, event: param.parameterized.Event) -> None:
         self.run.set_image(self.source.image)
-        self._build_canvas()
-        self.invalidate()
+        self._rebuild(self._build_canvas)
+        self._rebuild(self.invalidate)
 
     # ------------------------------------------------------------------ drawing
     def _make_draw_tools(self) -> pn.Column:

@@ -24,6 +24,7 @@ import json
 import math
 import urllib.parse
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,7 +150,13 @@ def restore(view: Any, tool: str, query: Mapping[str, Any], prefix: str = "") ->
 
     Keys ``prefix + link.key``; absent keys leave a parameter as it is. Returns what was clamped or ignored.
     Each value is checked against its parameter as it stands when its turn comes (the pixel against the
-    restored image's size), and set on its own (a view's watchers then see one change at a time)."""
+    restored image's size), and set on its own (a view's watchers then see one change at a time); what the
+    changes cost the view (a new sampler, a new problem) is done once at the end (``view.batched_changes``)."""
+    with view.batched_changes() if hasattr(view, "batched_changes") else nullcontext():
+        return _restore(view, tool, query, prefix)
+
+
+def _restore(view: Any, tool: str, query: Mapping[str, Any], prefix: str) -> list[str]:
     messages: list[str] = []
     for link in LINKS[tool]:
         key = prefix + link.key

@@ -83,7 +83,7 @@ class SamplerView(ToolView):
         for kind in ("step", "play", "pause", "reset"):
             self.controls.on(kind, getattr(self, kind))
         self.picker.param.watch(lambda _e: self._model_changed(), "model")
-        self.run.param.watch(lambda *_e: self.reset(), RUN_PARAMS)
+        self.run.param.watch(lambda *_e: self._rebuild(self.reset), RUN_PARAMS)
         self.reset(archive=False)
 
     sampler = property(lambda self: self.run.sampler, doc="The live explorer.Sampler (None if unusable)")
@@ -96,7 +96,7 @@ class SamplerView(ToolView):
         if size != self.run.size:
             self.run.size = size  # resets
         else:
-            self.reset()
+            self._rebuild(self.reset)
 
     # ------------------------------------------------------------------ run set-up and buttons
     def reset(self, archive: bool = True) -> None:

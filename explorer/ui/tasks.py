@@ -27,7 +27,8 @@ import time
 import traceback
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import panel as pn
@@ -131,6 +132,7 @@ class LatestTask:
         self._drain_scheduled = False
         self._thread: threading.Thread | None = None
         self._doc: Any = None
+        self._job: tuple[int, Any] = (0, None)  # (generation, document) of the computation running now
         self._hooked = False
         self._active = False
         self.started_at = 0.0  # perf_counter() when the last request was submitted
@@ -223,6 +225,7 @@ class LatestTask:
         t0, error = time.perf_counter(), None
         try:
             if self.current(gen):  # (not superseded while queued)
+                self._job = (gen, doc)
                 with request_context(self.priority, session=session_key(doc)):
                     self._compute(request, stop, lambda payload: self._publish(gen, stop, doc, payload))
         except SessionClosed:  # the page is gone and its queued model calls were dropped: nothing to report
@@ -232,6 +235,18 @@ class LatestTask:
             error = e
         finally:
             self._ended(gen, doc, error, time.perf_counter() - t0)
+
+    @contextmanager
+    def then_in_background(self, priority: Priority = Priority.STREAMING) -> Iterator[None]:
+        """In ``compute``, once what the request asked for is published: the block's model calls are
+        ``priority`` work of the same session, and an interactive request stops holding the other classes
+        back as soon as what was published is shown (a filter click's posterior maps are extra work: the
+        other pages' samplers need not wait for them)."""
+        gen, doc = self._job
+        if self.priority is Priority.INTERACTIVE and self.current(gen):
+            self._call(doc, gen, self._end_foreground)  # after the renders queued before it
+        with request_context(priority, session=session_key(doc)):
+            yield
 
     def _publish(self, gen: int, stop: threading.Event, doc: Any, payload: Any) -> None:
         if self.current(gen) and not stop.is_set():

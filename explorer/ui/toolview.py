@@ -12,7 +12,8 @@ stops updating). Displaying a view again therefore *moves* it: the earlier outpu
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import panel as pn
@@ -66,6 +67,29 @@ class ToolView(pn.viewable.Viewer):
         self._shown = pn.FlexBox(pn.Column(*as_list(self.sidebar()), width=SIDEBAR_WIDTH), main,
                                  flex_wrap="wrap", sizing_mode="stretch_width")
         return self._shown
+
+    @contextmanager
+    def batched_changes(self) -> Iterator[None]:
+        """Inside, a settings change that rebuilds the view (:meth:`_rebuild`) is done once, when the outermost
+        block ends: a link that restores five settings sets up one sampler, not five (re-entrant)."""
+        self._batch_depth = getattr(self, "_batch_depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._batch_depth -= 1
+            if self._batch_depth == 0:
+                pending, self._pending_rebuilds = getattr(self, "_pending_rebuilds", {}), {}
+                for rebuild in pending.values():
+                    rebuild()
+
+    def _rebuild(self, rebuild: Callable[[], None]) -> None:
+        """Call ``rebuild`` (what a settings change costs the view) now, or once at the end of
+        :meth:`batched_changes` if inside one (in the order first asked for)."""
+        if getattr(self, "_batch_depth", 0):
+            self._pending_rebuilds = getattr(self, "_pending_rebuilds", {})
+            self._pending_rebuilds.setdefault(rebuild.__name__, rebuild)
+        else:
+            rebuild()
 
     def template(self) -> pn.template.FastListTemplate:
         """The tool as a full page (what ``apps/*.py`` serve): :attr:`link_box` above the controls."""

@@ -178,3 +178,36 @@ def test_every_tool_page_has_the_copy_link_button(tiny_handle):
     view = make("toy2d")
     page = view.template()
     assert view.link_box.button in page.sidebar.objects[0].objects  # above the tool's controls
+
+
+def test_a_link_sets_up_the_sampler_once_with_every_setting(tiny_handle, monkeypatch):
+    from explorer.ui.sampler_view import SamplerView
+
+    view = make("sampler")
+    resets = []
+    original = SamplerView.reset
+    monkeypatch.setattr(SamplerView, "reset", lambda self, *a, **k: (resets.append(self.run.seed), original(self, *a, **k)))
+    assert links.restore(view, "sampler", CHANGES["sampler"]) == []
+    assert resets == [4]  # one new sampler, made after the last setting
+    y = view.sampler.state.y
+    assert (y.shape[0], y.shape[-1], view.run.beta) == (2, 64, 0.3)  # it has the link's settings
+    assert [y_pane.shape for y_pane, _x_pane in view.chain_images] == [(64, 64)] * 2
+    view.run.seed = 5  # outside a link: each change rebuilds at once
+    assert resets == [4, 5]
+
+
+def test_batched_changes_nest_and_rebuild_once_at_the_outermost_end(tiny_handle):
+    from explorer.ui.inverse_view import InverseView
+
+    view = InverseView(model="tiny-test", size=32, chains=1)
+    calls = []
+    view.invalidate = lambda: calls.append(view.run.chains)  # what a problem change costs the view
+    with view.batched_changes():
+        view.run.chains = 2
+        with view.batched_changes():
+            view.run.beta = 0.2
+        assert calls == []  # the inner block's end is not the end
+        view.run.chains = 3
+    assert calls == [3]
+    view.run.chains = 1
+    assert calls == [3, 1]

@@ -143,5 +143,8 @@ def test_eight_concurrent_sessions_are_isolated_and_leave_nothing_behind(tmp_pat
     print(bench.table([classroom]))
     assert classroom.errors == [] and classroom_problems == [], (classroom.errors, classroom_problems[-3:])
     assert classroom.missed_clicks == 0 and len(classroom.clicks) >= 2, classroom
+    # each click's server part (request on the server → filter computed) was read off its page, within its latency
+    assert len(classroom.server_clicks) == len(classroom.clicks), classroom
+    assert all(0 <= s <= c for s, c in zip(classroom.server_clicks, classroom.clicks)), classroom
     assert len(classroom.steps_per_s) == SESSIONS - 1 and min(classroom.steps_per_s) > 0, classroom.steps_per_s
     assert rss2 <= soak.MAX_RSS_GROWTH * rss0 and thr2 <= thr0 + soak.MAX_THREAD_GROWTH, (rss2, thr2, rss0, thr0)

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from explorer.scheduler import Priority, PriorityGate, SessionClosed, current_priority, current_session, request_context
+from explorer.scheduler import (Priority, PriorityGate, SessionClosed, current_priority, current_session, foreground_active,
+                                foreground_begin, request_context)
 from explorer.ui.limits import SessionLimit, check_chain_pixels
 from explorer.ui.sampler_state import SamplerRun
 from explorer.ui.tasks import BackgroundWorker, LatestTask, session_key
@@ -142,3 +143,22 @@ def test_a_refused_run_is_reported_like_a_failed_one():
         raise SessionLimit("over EXPLORER_MAX_RUNS")
     assert run.play(start=refuse, on_done=seen.append) is False
     assert [str(e) for e in seen] == ["over EXPLORER_MAX_RUNS"] and not run.playing
+
+
+def test_work_after_the_shown_result_runs_in_the_background_and_frees_the_other_pages():
+    """A filter click's posterior maps come after its filter: from then on they are streaming work, and the
+    click stops holding the other classes back (LatestTask.then_in_background)."""
+    seen = []
+
+    def compute(req, stop, publish):
+        publish("filter")
+        seen.append(("asked for", current_priority(), foreground_active()))
+        with task.then_in_background():
+            seen.append(("extra", current_priority(), foreground_active()))
+        seen.append(("after", current_priority()))
+
+    task = LatestTask(compute, seen.append)
+    task._foreground = foreground_begin()  # a click in flight, as a served submit begins it
+    task.submit("click")
+    assert seen == ["filter", ("asked for", Priority.INTERACTIVE, True), ("extra", Priority.STREAMING, False),
+                    ("after", Priority.INTERACTIVE)]
