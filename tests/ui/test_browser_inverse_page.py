@@ -25,12 +25,13 @@ def _check_clean(page, served_app) -> None:
 
 
 def _canvas_png(page, tries: int = 5) -> bytes:
-    """The canvas' pixels; a canvas re-rendered during the capture (detached from the DOM) is captured again."""
+    """The canvas' pixels; a canvas re-rendered during the capture (detached from the DOM, or not yet laid out)
+    is captured again."""
     for _ in range(tries - 1):
         try:
             return page.locator(".explorer-canvas").first.screenshot()
-        except Exception as e:  # playwright's Error: "Element is not attached to the DOM"
-            if "not attached" not in str(e):
+        except Exception as e:  # playwright's Error: "not attached to the DOM", or "not visible" while swapped
+            if "not attached" not in str(e) and "not visible" not in str(e):
                 raise
             page.wait_for_timeout(200)  # let the new canvas attach
     return page.locator(".explorer-canvas").first.screenshot()

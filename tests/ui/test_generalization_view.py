@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -209,7 +210,10 @@ def test_the_served_app_runs_and_sweeps_in_a_browser(served_app, browser_page):
     page.wait_for_selector("text=/Sweep: N = \\d+: seed 1 \\(2 of 16\\)/", timeout=120_000)  # progress shown
     page.get_by_role("button", name="■ Stop").click()  # (a finished sweep is checked without a browser)
     page.wait_for_selector("text=/Sweep stopped after/", timeout=120_000)
-    page.wait_for_selector("text=Add 16 seeds")
+    # the button is free again: "Add 16 seeds" once every N has a seed, else "Sweep 16 seeds"
+    again = page.get_by_role("button", name=re.compile(r"^(Add|Sweep) 16 seeds$"))
+    again.wait_for(timeout=30_000)
+    page.wait_for_function("(el) => !el.disabled", arg=again.element_handle(), timeout=30_000)
     assert page.page_errors == [], page.page_errors
     assert page.console_errors == [], page.console_errors
     assert "Traceback" not in served_app.logs(), served_app.logs()[-3000:]
