@@ -24,14 +24,16 @@ import json
 import math
 import urllib.parse
 from collections.abc import Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import panel as pn
 import param
 
 from .tasks import session_doc
+
+if TYPE_CHECKING:
+    from .toolview import ToolView
 
 
 @dataclass(frozen=True)
@@ -145,14 +147,14 @@ def coerce(p: param.Parameter, raw: Any, key: str, unlinkable: tuple[Any, ...] =
     return value, (f"{key}={shown} could not be read; the default is shown." if value is _REFUSED else None)
 
 
-def restore(view: Any, tool: str, query: Mapping[str, Any], prefix: str = "") -> list[str]:
+def restore(view: ToolView, tool: str, query: Mapping[str, Any], prefix: str = "") -> list[str]:
     """Set ``view``'s linked parameters from ``query`` (parsed values: ``pn.state.location.query_params``).
 
     Keys ``prefix + link.key``; absent keys leave a parameter as it is. Returns what was clamped or ignored.
     Each value is checked against its parameter as it stands when its turn comes (the pixel against the
     restored image's size), and set on its own (a view's watchers then see one change at a time); what the
     changes cost the view (a new sampler, a new problem) is done once at the end (``view.batched_changes``)."""
-    with view.batched_changes() if hasattr(view, "batched_changes") else nullcontext():
+    with view.batched_changes():
         return _restore(view, tool, query, prefix)
 
 

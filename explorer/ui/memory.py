@@ -51,7 +51,7 @@ def _release_later() -> None:
     with _timer_lock:
         if _timer is not None:
             _timer.cancel()
-        _timer = threading.Timer(RELEASE_DELAY_S, lambda: release_freed_memory())
+        _timer = threading.Timer(RELEASE_DELAY_S, release_freed_memory)
         _timer.daemon = True
         _timer.start()
 

@@ -42,6 +42,8 @@ class ToolView(pn.viewable.Viewer):
     title: str = APP_TITLE  # the page header of the tool
     _shown: pn.FlexBox | None = None  # the layout of the latest ``__panel__``
     _link_box: CopyLink | None = None
+    _batch_depth: int = 0  # nesting of batched_changes blocks (an instance attribute once one is entered)
+    _pending_rebuilds: dict[str, Callable[[], None]] = {}  # replaced per instance by batched_changes
 
     @property
     def link_box(self) -> CopyLink:
@@ -72,21 +74,21 @@ class ToolView(pn.viewable.Viewer):
     def batched_changes(self) -> Iterator[None]:
         """Inside, a settings change that rebuilds the view (:meth:`_rebuild`) is done once, when the outermost
         block ends: a link that restores five settings sets up one sampler, not five (re-entrant)."""
-        self._batch_depth = getattr(self, "_batch_depth", 0) + 1
+        if self._batch_depth == 0:
+            self._pending_rebuilds = {}
+        self._batch_depth += 1
         try:
             yield
         finally:
             self._batch_depth -= 1
             if self._batch_depth == 0:
-                pending, self._pending_rebuilds = getattr(self, "_pending_rebuilds", {}), {}
-                for rebuild in pending.values():
+                for rebuild in self._pending_rebuilds.values():
                     rebuild()
 
     def _rebuild(self, rebuild: Callable[[], None]) -> None:
         """Call ``rebuild`` (what a settings change costs the view) now, or once at the end of
         :meth:`batched_changes` if inside one (in the order first asked for)."""
-        if getattr(self, "_batch_depth", 0):
-            self._pending_rebuilds = getattr(self, "_pending_rebuilds", {})
+        if self._batch_depth:
             self._pending_rebuilds.setdefault(rebuild.__name__, rebuild)
         else:
             rebuild()
