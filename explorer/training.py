@@ -14,7 +14,9 @@ inside ``pretrained/``, which only ``python -m explorer.publish`` writes):
 - ``OUT/NAME.safetensors`` + ``OUT/NAME.json``, the model and its card: every ``--checkpoint-every`` steps
   or ``--checkpoint-minutes`` minutes, on Ctrl-C or SIGTERM (:mod:`explorer.signals`) and at the end;
 - ``OUT/training/NAME/{optimizer,rng}.safetensors`` + ``state.json``: what ``--resume`` needs to continue
-  exactly (never pickles); ``log.jsonl`` beside them: a JSON line every ``--log-every`` steps.
+  exactly (never pickles); the optimizer's state (and ``weights``, below) in 16 MB shards
+  ``optimizer-00001-of-0000N.safetensors`` … when larger (:mod:`explorer.shards`), so that a run folder can be
+  committed and carried to another machine; ``log.jsonl`` beside them: a JSON line every ``--log-every`` steps.
 
 ``--init MODEL`` (a catalog name or a card path) starts from a model's weights with a fresh optimizer,
 continuing its card's step count, compute and phases; the schedule restarts at that step unless
@@ -44,6 +46,7 @@ from tqdm import tqdm
 from . import checkpoints
 from .checkpoints import CheckpointError, is_inside, load_denoiser, resolve, runs_dir, save_model
 from .device import default_device
+from .shards import load_sharded, save_sharded
 from .signals import sigterm_as_interrupt
 from .training_compute import Compute, renamed_hours
 from .weight_average import WeightAverage
@@ -223,13 +226,12 @@ class Training:
     def save(self) -> None:
         a = self.args
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        save_file(optimizer_tensors(self.opt), str(self.state_dir / "optimizer.safetensors"))
+        save_sharded(optimizer_tensors(self.opt), self.state_dir, "optimizer")
         save_file(self.rng_tensors(), str(self.state_dir / "rng.safetensors"))
         average = ({"decay": self.average.decay, "updates": self.average.updates, "from_step": self.average_from}
                    if self.average else None)
         if self.average:
-            save_file({k: v.detach().contiguous() for k, v in self.model.state_dict().items()},
-                      str(self.state_dir / "weights.safetensors"))
+            save_sharded(self.model.state_dict(), self.state_dir, "weights")
         state = {"step": self.step, "compute": self.compute.state(), "args": vars(a), "history": self.history,
                  "phases": self.phases, "init": self.init, "average": average, **self.extra_state()}
         (self.state_dir / "state.json").write_text(json.dumps(state, indent=1) + "\n")
@@ -261,8 +263,8 @@ class Training:
         if average := state.get("average"):  # the card holds the average, the state folder the trained weights
             self.average = WeightAverage(self.model, average["decay"], average["updates"])
             self.average_from = average["from_step"]
-            self.model.load_state_dict(load_file(str(self.state_dir / "weights.safetensors")))
-        load_optimizer_tensors(self.opt, load_file(str(self.state_dir / "optimizer.safetensors")))
+            self.model.load_state_dict(load_sharded(self.state_dir, "weights"))
+        load_optimizer_tensors(self.opt, load_sharded(self.state_dir, "optimizer"))
         self.restore_rng(load_file(str(self.state_dir / "rng.safetensors")))
         self.step = state["step"]
         self.compute = Compute.from_state(state, self.legacy_seconds)
