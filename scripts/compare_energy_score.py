@@ -33,6 +33,7 @@ def main() -> None:
     p.add_argument("--data", default="mnist:held-out", help="mnist:held-out or patches:DIR")
     p.add_argument("--patch", type=int, default=32, help="patches: tile size")
     p.add_argument("--per-image", type=int, default=16, help="patches: tiles per image")
+    p.add_argument("--batch", type=int, default=64, help="images of one shape denoised in one pass (the table is the same)")
     p.add_argument("--write-card", action="store_true")
     args = p.parse_args()
     sigmas = [float(s) for s in args.sigma.split(",")]
@@ -41,7 +42,7 @@ def main() -> None:
     what = (f"the {len(images)} held-out MNIST digits" if args.data.startswith("mnist") else
             f"{len(images)} {args.patch}×{args.patch} patches of {args.data.split(':', 1)[-1]} ({args.per_image} per image)")
     handles = [explorer.load(name) for name in args.models]
-    table = relabel(evaluate_models(handles, images, sigmas, seed=args.seed), 1.0)
+    table = relabel(evaluate_models(handles, images, sigmas, seed=args.seed, batch=args.batch), 1.0)
     print(format_table(table, f"PSNR (dB) / SSIM on {what}, σ in [0,1] units"))
     if args.write_card:
         key = "mnist-heldout" if args.data == "mnist:held-out" else f"denoising {args.data}"

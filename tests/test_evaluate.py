@@ -132,6 +132,26 @@ def test_every_model_sees_the_same_noise_and_sigma_only_if_not_blind():
     assert alone["id"][25 / 255] == res["id"][25 / 255]  # a σ's noise does not depend on the other levels
 
 
+def test_batched_scoring_gives_the_one_image_at_a_time_table(tiny_bf_cnn, tiny_biased_cnn):
+    """Images of one shape denoised in one pass keep their own noise: the same table up to float rounding, also
+    for runs cut by a change of shape and by the batch size (5 patches, then 2 of another shape, batch 3)."""
+    rng = np.random.default_rng(0)
+    images = [rng.random((16, 16)).astype(np.float32) for _ in range(5)] + [rng.random((20, 12)).astype(np.float32)
+                                                                           for _ in range(2)]
+    handles = [handle(tiny_bf_cnn, "bf"), handle(tiny_biased_cnn, "biased"), handle(SigmaSpy(blind=False), "known")]
+    one = evaluate_models(handles, images, [0.05, 0.2], progress=False)
+    batched = evaluate_models(handles, images, [0.05, 0.2], progress=False, batch=3)
+    for name in one:
+        for s in one[name]:
+            assert batched[name][s]["psnr"] == pytest.approx(one[name][s]["psnr"], abs=1e-4)
+            assert batched[name][s]["ssim"] == pytest.approx(one[name][s]["ssim"], abs=1e-6)
+    assert one["bf"][0.05]["psnr"] != one["biased"][0.05]["psnr"]  # two different networks were scored
+    from explorer.evaluate import same_shape_runs
+    assert same_shape_runs(images, 3) == [[0, 1, 2], [3, 4], [5, 6]]
+    with pytest.raises(ValueError, match="batch must be"):
+        evaluate_models(handles, images, [0.1], progress=False, batch=0)
+
+
 def test_bm3d_beats_the_noisy_image():
     x = np.tile(np.linspace(0, 1, 48, dtype=np.float32), (48, 1))
     res = evaluate_models([handle(BM3D(), "bm3d"), handle(Identity(), "id")], [x], [0.1], progress=False)
