@@ -75,13 +75,7 @@ def _check(names: Sequence[str], images: int, sigmas: Sequence[float], seed: int
 
 def score_image(handles: Sequence[ModelHandle], x: np.ndarray, index: int, sigmas: Sequence[float], seed: int) -> ImageScores:
     """PSNR and SSIM of every model on image number ``index`` at every σ (the protocol of the module docstring)."""
-    scores: ImageScores = {h.name: {} for h in handles}
-    for s in sigmas:
-        y = noisy_image(x, s, seed, index)
-        for h in handles:
-            out = np.clip(h.denoise(y, None if h.blind else s), 0.0, 1.0)
-            scores[h.name][s] = (psnr(out, x), ssim(out, x))
-    return scores
+    return score_batch(handles, [x], [index], sigmas, seed)[0]
 
 
 def mean_scores(scores: Sequence[ImageScores]) -> Results:
@@ -115,8 +109,7 @@ def evaluate_models(
     scores: list[ImageScores] = []
     with tqdm(total=len(images), desc="evaluate", unit="image", disable=not progress) as bar:
         for chunk in same_shape_runs(images, batch):
-            scores += (score_batch(handles, [images[i] for i in chunk], chunk, sigmas, seed) if len(chunk) > 1
-                       else [score_image(handles, images[chunk[0]], chunk[0], sigmas, seed)])
+            scores += score_batch(handles, [images[i] for i in chunk], chunk, sigmas, seed)
             bar.update(len(chunk))
     return mean_scores(scores)
 
@@ -134,8 +127,9 @@ def same_shape_runs(images: Sequence[np.ndarray], batch: int) -> list[list[int]]
 
 def score_batch(handles: Sequence[ModelHandle], xs: Sequence[np.ndarray], indices: Sequence[int],
                 sigmas: Sequence[float], seed: int) -> list[ImageScores]:
-    """:func:`score_image` of images of one shape in one forward pass per model and σ: each image keeps the
-    noise of its own index, so the scores are those of one image at a time (up to float rounding)."""
+    """PSNR and SSIM of every model on images of one shape (numbers ``indices``) at every σ, one forward pass
+    per model and σ: each image keeps the noise of its own index, so the scores are those of one image at a
+    time (up to float rounding)."""
     scores: list[ImageScores] = [{h.name: {} for h in handles} for _ in xs]
     for s in sigmas:
         ys = np.stack([noisy_image(x, s, seed, i) for x, i in zip(xs, indices)])

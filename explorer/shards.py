@@ -67,9 +67,9 @@ def load_sharded(directory: Path | str, stem: str) -> dict[str, torch.Tensor]:
     shards = _shard_paths(directory, stem)
     if not shards:
         raise FileNotFoundError(f"{single}: missing (and no {stem}-*-of-*.safetensors shards)")
-    total = int(shards[0].name.rsplit("-of-", 1)[1].split(".")[0])
-    if len(shards) != total or any(int(p.name.rsplit("-of-", 1)[1].split(".")[0]) != total for p in shards):
-        raise FileNotFoundError(f"{directory}: {stem} has {len(shards)} shard files, expected {total}")
+    totals = {int(p.stem.rsplit("-of-", 1)[1]) for p in shards}
+    if len(totals) != 1 or len(shards) != max(totals):
+        raise FileNotFoundError(f"{directory}: {stem} has {len(shards)} shard files, expected {max(totals)}")
     out: dict[str, torch.Tensor] = {}
     for path in shards:
         out.update(load_file(str(path)))
