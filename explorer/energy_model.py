@@ -141,18 +141,23 @@ class TimeEmbedding(nn.Module):
 
 
 # --------------------------------------------------------------------------- the UNet energy
-class _GainBlock(nn.Module):
-    """[bias-free conv3x3 → per-channel gain g(t) → ReLU] × n; positively homogeneous in its input."""
+ACTIVATIONS = {"relu": F.relu, "silu": F.silu, "gelu": F.gelu}
 
-    def __init__(self, c_in: int, c_out: int, n_convs: int):
+
+class _GainBlock(nn.Module):
+    """[bias-free conv3x3 → per-channel gain g(t) → activation] × n; positively homogeneous in its
+    input when the activation is ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, n_convs: int, activation: str = "relu"):
         super().__init__()
         self.convs = nn.ModuleList(nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False) for i in range(n_convs))
         self.n_gains = n_convs * c_out
+        self.activation = ACTIVATIONS[activation]
 
     def forward(self, x: Tensor, gains: Tensor) -> Tensor:
         for i, conv in enumerate(self.convs):
             c = conv.out_channels
-            x = F.relu(conv(x) * gains[:, i * c:(i + 1) * c, None, None])
+            x = self.activation(conv(x) * gains[:, i * c:(i + 1) * c, None, None])
         return x
 
 
@@ -166,6 +171,11 @@ class EnergyUNet(EnergyDenoiser):
     mean, v_d the per-pixel data variance (buffers). N_θ = 0 gives the Gaussian N(m, v_d I) exactly
     (the t-scaling gives the right t → ∞ limit for free). Image sides that are not multiples of
     2^(levels−1) are reflect-padded for N_θ and cropped back; d is the unpadded C·H·W.
+
+    ``activation`` is ReLU (N_θ homogeneous of degree 1 in v, U of degree 2 up to the offset), or the
+    smooth SiLU / GELU. With ``scaled_input`` the UNet reads v at unit variance, as in the EDM-like
+    parametrization of Guth et al. (2025): N_θ(v, t) = √(t + v_d) · UNet(v / √(t + v_d), t), the same
+    function class as without it for ReLU, but a fixed input scale for a smooth activation.
     """
 
     def __init__(
@@ -177,17 +187,23 @@ class EnergyUNet(EnergyDenoiser):
         embed: int = 64,
         t_min: float = T_MIN,
         t_max: float = T_MAX,
+        activation: str = "relu",
+        scaled_input: bool = False,
     ):
         super().__init__(channels, t_min, t_max)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}: one of {', '.join(ACTIVATIONS)}")
         self.levels = levels
-        self.config = dict(channels=channels, width=width, levels=levels, convs_per_block=convs_per_block, embed=embed, t_min=t_min, t_max=t_max)
+        self.scaled_input = scaled_input
+        self.config = dict(channels=channels, width=width, levels=levels, convs_per_block=convs_per_block, embed=embed, t_min=t_min, t_max=t_max,
+                           activation=activation, scaled_input=scaled_input)
         widths = [width * 2**i for i in range(levels)]
         self.encoders = nn.ModuleList()
         c_in = channels
         for w in widths:
-            self.encoders.append(_GainBlock(c_in, w, convs_per_block))
+            self.encoders.append(_GainBlock(c_in, w, convs_per_block, activation))
             c_in = w
-        self.decoders = nn.ModuleList(_GainBlock(widths[i + 1] + widths[i], widths[i], convs_per_block) for i in reversed(range(levels - 1)))
+        self.decoders = nn.ModuleList(_GainBlock(widths[i + 1] + widths[i], widths[i], convs_per_block, activation) for i in reversed(range(levels - 1)))
         self.head = nn.Conv2d(widths[0], channels, 3, padding=1, bias=False)
         n_gains = sum(b.n_gains for b in [*self.encoders, *self.decoders]) + channels
         self.embedding = TimeEmbedding(t_min, t_max, embed)
@@ -225,6 +241,9 @@ class EnergyUNet(EnergyDenoiser):
         emb = self.embedding(tau) if emb is None else emb
         scale = (torch.exp(tau) + self.data_var).view(-1, 1, 1, 1)
         v = y - self.data_mean.view(1, -1, 1, 1)
+        if self.scaled_input:
+            std = scale.sqrt()
+            return v, (v + std * self.network(v / std, emb)) / scale
         return v, (v + self.network(v, emb)) / scale
 
     def energy_log_t(self, y: Tensor, tau: Tensor) -> Tensor:

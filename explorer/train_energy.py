@@ -100,7 +100,8 @@ class EnergyTrainer(Training):
         self.sampler = PatchSampler(train, a.patch, batch_size=a.batch, seed=a.seed, augment=not a.no_augment)
         model_class = ScoreUNet if a.objective == "score" else EnergyUNet
         self.model = model_class(channels=self.sampler.channels, width=a.width, levels=a.levels,
-                                 convs_per_block=a.convs_per_block, embed=a.embed, t_min=a.t_min, t_max=a.t_max)
+                                 convs_per_block=a.convs_per_block, embed=a.embed, t_min=a.t_min, t_max=a.t_max,
+                                 activation=a.activation, scaled_input=a.scaled_input)
         self.model.set_data_stats(self.dequantize(PatchSampler(train, a.patch, seed=a.seed + 3).sample(1024), self.gen))
         self.clip = a.clip
         # the noise z of the objective is drawn on the device (on the CPU: from the one noise generator)
@@ -221,6 +222,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--levels", type=int, default=3)
     p.add_argument("--convs-per-block", type=int, default=2)
     p.add_argument("--embed", type=int, default=64, help="width of the log-t embedding MLP")
+    p.add_argument("--activation", default="relu", choices=["relu", "silu", "gelu"],
+                   help="the UNet's nonlinearity (ReLU: homogeneous; SiLU / GELU: smooth)")
+    p.add_argument("--scaled-input", action="store_true", help="the UNet reads (y − m) / √(t + v_d), unit variance at every t")
     p.add_argument("--t-min", type=float, default=T_MIN, help="smallest noise variance (NLL is read there)")
     p.add_argument("--t-max", type=float, default=T_MAX, help="largest noise variance (log Z is computed there)")
     p.add_argument("--dequantize-bits", type=int, default=0, help="train on x + U(0, 2^-b); 8 for 8-bit data such as MNIST")

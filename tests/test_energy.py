@@ -58,9 +58,9 @@ class IsotropicGaussianEnergy(EnergyDenoiser):
         return (x - self.m).flatten(1).pow(2).sum(dim=1) / (2 * (self.v + t)) + d / 2 * math.log(2 * math.pi * (self.v + t))
 
 
-def tiny_unet(seed: int = 0) -> EnergyUNet:
+def tiny_unet(seed: int = 0, **options) -> EnergyUNet:
     torch.manual_seed(seed)
-    model = EnergyUNet(channels=1, width=4, levels=2, convs_per_block=1, embed=16)
+    model = EnergyUNet(channels=1, width=4, levels=2, convs_per_block=1, embed=16, **options)
     with torch.no_grad():  # a non-trivial network: random gains and offset
         model.gain_head.weight.normal_(0, 0.5)
         model.offset_head.weight.normal_(0, 0.1)
@@ -202,6 +202,57 @@ def test_energy_is_quadratic_along_rays_from_the_mean():
     torch.testing.assert_close(u3 - u0, 9 * (u1 - u0), rtol=1e-9, atol=1e-9)
 
 
+def test_scaled_input_is_the_same_function_for_relu_and_not_for_a_smooth_activation():
+    """N_θ(v, t) = √(t + v_d)·UNet(v / √(t + v_d), t) equals UNet(v, t) when the UNet is homogeneous."""
+    y = torch.rand(2, 1, 8, 8, dtype=torch.float64)
+    t = torch.tensor([1e-4, 0.5], dtype=torch.float64)
+
+    def energies(activation):
+        plain, scaled = (tiny_unet(activation=activation, scaled_input=s).double() for s in (False, True))
+        scaled.load_state_dict(plain.state_dict())
+        with torch.no_grad():
+            return plain.energy(y, t), scaled.energy(y, t)
+
+    torch.testing.assert_close(*energies("relu"), rtol=1e-10, atol=1e-10)
+    u_plain, u_scaled = energies("silu")
+    assert (u_plain - u_scaled).abs().max() > 1e-3
+
+
+def test_a_smooth_energy_is_tweedie_and_not_quadratic_along_rays():
+    model = tiny_unet(activation="gelu", scaled_input=True).double()
+    y = torch.rand(1, 1, 8, 8, dtype=torch.float64)
+    sigma, t = 0.2, 0.04
+    with torch.no_grad():
+        xhat = model(y, sigma)
+    i, eps = (0, 0, 2, 6), 1e-6
+    e = torch.zeros_like(y)
+    e[i] = eps
+    with torch.no_grad():
+        fd = (model.energy(y + e, t) - model.energy(y - e, t))[0] / (2 * eps)
+        m = model.data_mean.view(1, -1, 1, 1)
+        v = 0.3 * torch.randn_like(y)
+        u0, u1, u3 = (model.energy(m + a * v, t) for a in (0.0, 1.0, 3.0))
+    assert (y - xhat)[i].item() / t == pytest.approx(fd.item(), rel=1e-5)
+    assert abs((u3 - u0).item() - 9 * (u1 - u0).item()) > 1e-3 * abs((u3 - u0).item())
+    with pytest.raises(ValueError, match="unknown activation 'tanh'"):
+        EnergyUNet(activation="tanh")
+
+
+def test_a_zero_network_is_the_data_gaussian_for_every_activation():
+    """N_θ = 0 (zero head): U − U(m) = ‖v‖²/2(t + v_d), the Gaussian N(m, v_d I) smoothed to variance t."""
+    for activation, scaled in (("relu", False), ("silu", True), ("gelu", False)):
+        model = tiny_unet(activation=activation, scaled_input=scaled).double()
+        with torch.no_grad():
+            model.head.weight.zero_()
+        m = model.data_mean.view(1, -1, 1, 1)
+        v = 0.2 * torch.randn(2, 1, 8, 8, dtype=torch.float64)
+        t = torch.tensor([0.01, 2.0], dtype=torch.float64)
+        with torch.no_grad():
+            gap = model.energy(m + v, t) - model.energy(m.expand_as(v), t)
+        expected = v.flatten(1).pow(2).sum(dim=1) / (2 * (t + model.data_var))
+        torch.testing.assert_close(gap, expected, rtol=1e-10, atol=1e-10)
+
+
 def test_t_is_clamped_below_t_min():
     model = tiny_unet()
     y = torch.rand(2, 1, 8, 8)
@@ -311,12 +362,14 @@ def test_radial_toy_dual_recovers_the_energy_gap_and_dsm_does_not():
 
 
 # --------------------------------------------------------------------------- checkpoints and the handle
-def test_checkpoint_round_trip_keeps_log_z_and_t_range(tmp_path):
-    model = tiny_unet()
+@pytest.mark.parametrize("options", [{}, {"activation": "silu", "scaled_input": True}])
+def test_checkpoint_round_trip_keeps_log_z_and_t_range(tmp_path, options):
+    model = tiny_unet(**options)
     model.log_z.fill_(-42.5)
     save_model(model, "energy-unet", tmp_path, "tiny-energy", output="denoised")
     handle = load(tmp_path / "tiny-energy.json", device="cpu")
     assert handle.card["config"]["t_min"] == pytest.approx(float(model.t_min))
+    assert {k: handle.card["config"][k] for k in ("activation", "scaled_input")} == {k: model.config[k] for k in ("activation", "scaled_input")}
     assert float(handle.model.log_z) == -42.5
     x = torch.rand(3, 1, 8, 8)
     with torch.no_grad():
