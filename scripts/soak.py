@@ -553,12 +553,20 @@ def check_isolation(results: list[SessionResult]) -> list[str]:
 
 
 def niced_chromium(niceness: int) -> str:
-    """An executable that runs chromium at ``niceness`` (``nice -n``): its pages take only the CPU that
-    normal-priority processes leave (students' browsers on their own laptops, emulated on one machine)."""
-    path = Path(tempfile.gettempdir()) / f"explorer-chromium-nice{niceness}"
-    if not path.exists():
+    """An executable that runs chromium at ``niceness``: its pages take only the CPU that normal-priority
+    processes leave (students' browsers on their own laptops, emulated on one machine).
+
+    A plain ``nice -n`` does not hold: chromium sets its renderers' nice value itself (0 in the foreground,
+    5 in the background, and −8 for its display threads when it may), so they competed with the server at
+    full weight. The wrapper starts chromium in a new session, which on Linux with autogroup scheduling is
+    its own scheduling group, and gives that group the niceness (``/proc/self/autogroup``): chromium's
+    per-process changes then only share out the group's small part between its own processes."""
+    path = Path(tempfile.gettempdir()) / f"explorer-chromium-group-nice{niceness}"
+    script = (f"#!/bin/sh\nexec setsid -w sh -c 'echo {niceness} > /proc/self/autogroup 2>/dev/null; "
+              f"exec nice -n {niceness} {CHROMIUM} \"$@\"' chromium \"$@\"\n")
+    if not path.exists() or path.read_text() != script:
         tmp = path.with_suffix(f".{os.getpid()}")
-        tmp.write_text(f'#!/bin/sh\nexec nice -n {niceness} {CHROMIUM} "$@"\n')
+        tmp.write_text(script)
         tmp.chmod(0o755)
         tmp.replace(path)
     return str(path)
