@@ -27,8 +27,8 @@ the samplers' steps/s together.
 The browsers share the server's cores: the figures are the server's share of a machine that also renders
 N pages; compare the two schedulers within one run, not across machines. In a classroom the students'
 browsers run on their own laptops: ``--student-niceness 19`` emulates that on one machine by running the
-N − 1 sampler pages in a second chromium at nice 19 (they get the CPU that the server and the clicking page
-leave), the clicking page and the server at normal priority.
+N − 1 sampler pages in a second chromium, in its own scheduling group at nice 19 (``soak.niced_chromium``: they
+get the CPU that the server and the clicking page leave), the clicking page and the server at normal priority.
 """
 from __future__ import annotations
 
