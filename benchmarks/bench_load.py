@@ -14,6 +14,10 @@ the former one lock per model, measured in the same run): click latency p50 / p9
 the cores over the window (its CPU seconds per second: the rest went to the browsers and anything else), each sampler's steps/s
 over the window (median, min), their aggregate, the aggregate against one sampler session alone (N = 1
 runs one sampler and no clicks), and the server's RSS after the sessions closed against its warm baseline.
+The steps are counted on the server (:mod:`explorer.usage`, ``EXPLORER_USAGE_FILE``: each session's streaming
+images, one per step of a one-chain sampler), not read off the pages: a page at low priority shows its
+steps late, so its own count says more about the browser than about the server; the pages' rate is kept
+beside it.
 
     python benchmarks/bench_load.py [--sessions 1,8,16,32] [--schedulers priority,fifo] [--seconds 30] [--num-procs 2]
                                     [--student-niceness 19]
@@ -35,9 +39,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import json
 import re
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +70,8 @@ class LoadResult:
     scheduler: str
     clicks: list[float] = field(default_factory=list)  # seconds, click → filter shown
     server_clicks: list[float] = field(default_factory=list)  # seconds, request on the server → filter computed
-    steps_per_s: list[float] = field(default_factory=list)  # one per sampler session
+    steps_per_s: list[float] = field(default_factory=list)  # one per sampler session, counted on the server
+    page_steps_per_s: list[float] = field(default_factory=list)  # one per sampler page, read off the page
     rss_warm: float = 0.0  # MB, after a warm-up session closed
     rss_after: float = 0.0  # MB, after the N sessions closed
     errors: list[str] = field(default_factory=list)
@@ -135,8 +142,41 @@ async def _read_steps(soak, page, timeout: float) -> tuple[float, int]:
             return time.perf_counter(), count
 
 
+def read_usage(folder: Path) -> dict[str, dict]:
+    """The server processes' latest :mod:`explorer.usage` snapshots in ``folder``: pid → snapshot."""
+    snapshots = {}
+    for path in folder.glob("usage-*.json"):
+        try:
+            snap = json.loads(path.read_text())
+        except (OSError, ValueError):  # (replaced while read: the next read has it)
+            continue
+        snapshots[str(snap["pid"])] = snap
+    return snapshots
+
+
+def streaming_rates(before: dict[str, dict], after: dict[str, dict]) -> list[float]:
+    """Each session's streaming images per second between two :func:`read_usage` readings, on the
+    server's clock (one image per step for a one-chain sampler): the sessions that streamed meanwhile."""
+    rates = []
+    for pid, end in after.items():
+        start = before.get(pid, {"time": end["time"], "by_session": {}})
+        span = end["time"] - start["time"]
+        for session, counts in end["by_session"].items():
+            done = counts.get("streaming", 0) - start["by_session"].get(session, {}).get("streaming", 0)
+            if done > 0 and span > 0:
+                rates.append(done / span)
+    return rates
+
+
+async def _usage_now(folder: Path) -> dict[str, dict]:
+    """A reading of the usage files written after this call (they are rewritten twice a second)."""
+    await asyncio.sleep(1.2)
+    return read_usage(folder)
+
+
 async def scenario(soak, base: str, sessions: int, seconds: float, click_every: float, timeout: float = 120.0,
-                   scheduler: str = "priority", server=None, student_niceness: int = 0) -> LoadResult:
+                   scheduler: str = "priority", server=None, student_niceness: int = 0,
+                   usage: Path | None = None) -> LoadResult:
     """N − 1 playing samplers and one clicking session (N = 1: one sampler alone); see the module.
 
     ``student_niceness`` > 0 opens the sampler pages in a second chromium at that niceness: the students'
@@ -155,6 +195,7 @@ async def scenario(soak, base: str, sessions: int, seconds: float, click_every: 
             opened = await asyncio.gather(*(_open_sampler(soak, students, base, 500 + i, timeout, result.errors)
                                             for i in range(n_samplers)))
             start = await asyncio.gather(*(_read_steps(soak, p, timeout) for _c, p in opened))
+            usage0 = await _usage_now(usage) if usage is not None else {}
             cpu0 = server.cpu_seconds() if server is not None else None
             t0 = time.perf_counter()
             k = 0
@@ -169,11 +210,13 @@ async def scenario(soak, base: str, sessions: int, seconds: float, click_every: 
                         result.server_clicks.append(latency[1])
                     k += 1
                 await asyncio.sleep(max(0.0, click_every - (time.perf_counter() - tick)))
-            end = await asyncio.gather(*(_read_steps(soak, p, timeout) for _c, p in opened))
             window = time.perf_counter() - t0
             if cpu0 is not None:
                 result.server_cores = (server.cpu_seconds() - cpu0) / window
-            result.steps_per_s = [(b - a) / (tb - ta) for (ta, a), (tb, b) in zip(start, end) if a >= 0 and b >= 0]
+            if usage is not None:
+                result.steps_per_s = streaming_rates(usage0, await _usage_now(usage))
+            end = await asyncio.gather(*(_read_steps(soak, p, timeout) for _c, p in opened))
+            result.page_steps_per_s = [(b - a) / (tb - ta) for (ta, a), (tb, b) in zip(start, end) if a >= 0 and b >= 0]
             for context, _page in [*opened, *([clicker] if clicker else [])]:
                 await context.close()
         finally:
@@ -197,20 +240,32 @@ async def _warm_up(soak, base: str, timeout: float) -> None:
             await browser.close()
 
 
+def released_rss(soak, server) -> float:
+    """The server's RSS (MB) once the closed sessions' memory went back: Panel's debounced collection (up to
+    10 s after the last session ended), then the quiet period of :mod:`explorer.ui.memory` before its
+    ``malloc_trim``, then until two readings agree (``soak.baseline``). Read earlier, it is the freed but
+    not yet returned heap."""
+    from explorer.ui.memory import RELEASE_DELAY_S
+
+    time.sleep(10.0 + RELEASE_DELAY_S)
+    return soak.baseline(server)[0]
+
+
 def measure(sessions: int, scheduler: str, seconds: float, click_every: float, log_dir: Path | None = None,
             procs: int = 1, student_niceness: int = 0) -> LoadResult:
     """One fresh server with ``EXPLORER_SCHEDULER=scheduler`` (``procs`` > 1: ``panel serve --num-procs``):
     warm-up, baseline, the scenario, memory after (of all its processes)."""
     soak = load_soak()
-    env = {**soak.ALLOCATOR_ENV, "EXPLORER_SCHEDULER": scheduler}
+    usage = Path(tempfile.mkdtemp(prefix="explorer-usage-"))
+    env = {**soak.ALLOCATOR_ENV, "EXPLORER_SCHEDULER": scheduler, "EXPLORER_USAGE_FILE": str(usage / "usage-{pid}.json")}
     log = (log_dir / f"panel-{scheduler}-{sessions}-{procs}.log") if log_dir else None
     extra = ("--num-procs", str(procs)) if procs > 1 else ()
     with soak.Server(env=env, log=log, extra=extra) as server:
         asyncio.run(_warm_up(soak, server.base, 120.0))
-        warm = soak.baseline(server)[0]
+        warm = released_rss(soak, server)
         result = asyncio.run(scenario(soak, server.base, sessions, seconds, click_every, scheduler=scheduler,
-                                      server=server, student_niceness=student_niceness))
-        result.rss_warm, result.rss_after = warm, soak.baseline(server)[0]
+                                      server=server, student_niceness=student_niceness, usage=usage))
+        result.rss_warm, result.rss_after = warm, released_rss(soak, server)
         result.procs = procs
         problems, _benign = soak.log_problems(server.logs())
         result.errors += problems
@@ -221,11 +276,16 @@ def pct(values: list[float], q: float) -> float:
     return load_soak().pct(values, q)
 
 
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
 def table(results: list[LoadResult]) -> str:
     alone = {r.scheduler: r.aggregate for r in results if r.sessions == 1 and r.procs == 1}
     lines = ["| sessions | scheduler | click p50 (s) | click p95 (s) | on the server p50 / p95 (s) | clicks "
-             "| sampler steps/s (median, min) | aggregate steps/s | × one alone | server's cores | RSS after / warm |",
-             "|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+             "| sampler steps/s on the server (median, min) | aggregate steps/s | × one alone | pages' steps/s (median) "
+             "| server's cores | RSS after / warm |",
+             "|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
     for r in results:
         sps = r.steps_per_s
         ratio = r.aggregate / alone[r.scheduler] if alone.get(r.scheduler) else float("nan")
@@ -234,8 +294,8 @@ def table(results: list[LoadResult]) -> str:
             f", students at nice {r.student_niceness}" if r.student_niceness else "")
         lines.append(f"| {r.sessions} | {name} | {pct(r.clicks, 50):.2f} | {pct(r.clicks, 95):.2f} "
                      f"| {pct(r.server_clicks, 50):.2f} / {pct(r.server_clicks, 95):.2f} | {clicks} "
-                     f"| {statistics.median(sps):.1f}, {min(sps):.1f} | {r.aggregate:.1f} | {ratio:.2f} "
-                     f"| {r.server_cores:.2f} | {r.rss_after / r.rss_warm:.2f} |")
+                     f"| {_median(sps):.1f}, {min(sps, default=float('nan')):.1f} | {r.aggregate:.1f} | {ratio:.2f} "
+                     f"| {_median(r.page_steps_per_s):.1f} | {r.server_cores:.2f} | {r.rss_after / r.rss_warm:.2f} |")
     return "\n".join(lines)
 
 
@@ -284,7 +344,6 @@ def in_process_worker(sessions: int, clicks: int = 8) -> dict:
 
 def in_process(sessions: list[int], schedulers: list[str]) -> str:
     """Run :func:`in_process_worker` in a fresh process per (N, scheduler); a table."""
-    import json
     import os
     import subprocess
 
@@ -315,8 +374,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.worker is not None:
-        import json
-
         print(json.dumps(in_process_worker(a.worker)))
         return 0
     if a.in_process:

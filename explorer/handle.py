@@ -24,6 +24,7 @@ from .device import default_device
 from .batching import Batcher
 from .fairlock import FairRLock
 from .scheduler import ModelLock, PriorityGate, device_gate
+from . import usage
 
 ArrayOrTensor = np.ndarray | Tensor
 SCHEDULERS = ("priority", "fifo")
@@ -147,6 +148,7 @@ class ModelHandle:
         else:
             with self.lock, torch.no_grad():
                 out = fn(t, sigma)
+        usage.record(t.shape[0])
         if isinstance(y, Tensor):
             return out.to(y.device, y.dtype if y.is_floating_point() else self.dtype)
         return tensor_to_image(out)

@@ -34,6 +34,7 @@ from typing import Any
 import panel as pn
 from panel.io.state import set_curdoc
 
+from .. import usage
 from ..scheduler import (Priority, SessionClosed, drop_session, foreground_active, foreground_begin, foreground_end,
                          request_context)
 from .limits import check_runs
@@ -219,6 +220,7 @@ class LatestTask:
         worker thread ends when its computation returns."""
         self.cancel()
         drop_session(session_key(self._doc))
+        usage.forget(session_key(self._doc))
 
     # -- the worker side
     def _run(self, gen: int, stop: threading.Event, request: Any, doc: Any) -> None:

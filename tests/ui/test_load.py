@@ -85,7 +85,10 @@ def test_eight_concurrent_sessions_are_isolated_and_leave_nothing_behind(tmp_pat
     if not Path(soak.CHROMIUM).exists() and not shutil.which("chromium"):
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
     t_start = time.monotonic()
-    with soak.Server(log=tmp_path / "panel.log") as server:
+    usage = tmp_path / "usage"
+    usage.mkdir()
+    env = {**soak.ALLOCATOR_ENV, "EXPLORER_USAGE_FILE": str(usage / "usage-{pid}.json")}
+    with soak.Server(log=tmp_path / "panel.log", env=env) as server:
         # warm-up: one full session (models loaded, code paths compiled), closed; then the baseline
         warm = asyncio.run(_sessions(soak, server.base, 1, 0, SESSION_TIMEOUT))[0]
         assert warm.errors == [], warm.errors
@@ -103,7 +106,8 @@ def test_eight_concurrent_sessions_are_isolated_and_leave_nothing_behind(tmp_pat
         # 64×64 while one clicks a pixel of the filters tool every 3 s (latencies printed, not asserted)
         bench = _bench()
         classroom = asyncio.run(asyncio.wait_for(bench.scenario(soak, server.base, SESSIONS, CLASSROOM_WINDOW, 3.0,
-                                                                timeout=SESSION_TIMEOUT, server=server), ROUND_TIMEOUT))
+                                                                timeout=SESSION_TIMEOUT, server=server, usage=usage),
+                                               ROUND_TIMEOUT))
         rss2, thr2, _ = soak.settle(server, soak.MAX_RSS_GROWTH * rss0, thr0)
         classroom_problems, _ = soak.log_problems(server.logs())
 
@@ -146,5 +150,7 @@ def test_eight_concurrent_sessions_are_isolated_and_leave_nothing_behind(tmp_pat
     # each click's server part (request on the server → filter computed) was read off its page, within its latency
     assert len(classroom.server_clicks) == len(classroom.clicks), classroom
     assert all(0 <= s <= c for s, c in zip(classroom.server_clicks, classroom.clicks)), classroom
+    # every sampler session stepped on the server (its streaming images counted there), and every page showed it
     assert len(classroom.steps_per_s) == SESSIONS - 1 and min(classroom.steps_per_s) > 0, classroom.steps_per_s
+    assert len(classroom.page_steps_per_s) == SESSIONS - 1 and min(classroom.page_steps_per_s) > 0, classroom
     assert rss2 <= soak.MAX_RSS_GROWTH * rss0 and thr2 <= thr0 + soak.MAX_THREAD_GROWTH, (rss2, thr2, rss0, thr0)
