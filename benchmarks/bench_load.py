@@ -247,13 +247,13 @@ async def _warm_up(soak, base: str, timeout: float) -> None:
 
 
 def released_rss(soak, server) -> float:
-    """The server's RSS (MB) once the closed sessions' memory went back: Panel's debounced collection (up to
-    10 s after the last session ended), then the quiet period of :mod:`explorer.ui.memory` before its
-    ``malloc_trim``, then until two readings agree (``soak.baseline``). Read earlier, it is the freed but
-    not yet returned heap."""
+    """The server's RSS (MB) once the closed sessions' memory went back: :mod:`explorer.ui.memory` trims the
+    heap once no session has ended for its quiet period (which outlasts Panel's debounced collection), then
+    ``soak.baseline`` waits for the sessions' destruction and two readings that agree. Read earlier, it is
+    the freed but not yet returned heap."""
     from explorer.ui.memory import RELEASE_DELAY_S
 
-    time.sleep(10.0 + RELEASE_DELAY_S)
+    time.sleep(RELEASE_DELAY_S + 2.0)  # (+ the 1.5 s soak.baseline allows for the destruction, + a margin)
     return soak.baseline(server)[0]
 
 
@@ -282,10 +282,6 @@ def pct(values: list[float], q: float) -> float:
     return load_soak().pct(values, q)
 
 
-def _median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
 def table(results: list[LoadResult]) -> str:
     alone = {r.scheduler: r.aggregate for r in results if r.sessions == 1 and r.procs == 1}
     lines = ["| sessions | scheduler | click p50 (s) | click p95 (s) | on the server p50 / p95 (s) | clicks "
@@ -295,13 +291,14 @@ def table(results: list[LoadResult]) -> str:
     for r in results:
         sps = r.steps_per_s
         ratio = r.aggregate / alone[r.scheduler] if alone.get(r.scheduler) else float("nan")
+        rss = r.rss_after / r.rss_warm if r.rss_warm else float("nan")  # (a run that failed read none)
         clicks = f"{len(r.clicks)}" + (f" (+{r.missed_clicks} missed)" if r.missed_clicks else "")
         name = r.scheduler + (f", {r.procs} processes" if r.procs > 1 else "") + (
             f", students at nice {r.student_niceness}" if r.student_niceness else "")
         lines.append(f"| {r.sessions} | {name} | {pct(r.clicks, 50):.2f} | {pct(r.clicks, 95):.2f} "
                      f"| {pct(r.server_clicks, 50):.2f} / {pct(r.server_clicks, 95):.2f} | {clicks} "
-                     f"| {_median(sps):.1f}, {min(sps, default=float('nan')):.1f} | {r.aggregate:.1f} | {ratio:.2f} "
-                     f"| {_median(r.page_steps_per_s):.1f} | {r.server_cores:.2f} | {r.rss_after / r.rss_warm:.2f} |")
+                     f"| {pct(sps, 50):.1f}, {min(sps, default=float('nan')):.1f} | {r.aggregate:.1f} | {ratio:.2f} "
+                     f"| {pct(r.page_steps_per_s, 50):.1f} | {r.server_cores:.2f} | {rss:.2f} |")
     return "\n".join(lines)
 
 
@@ -404,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # (a page that did not load): the other rows are still reported
             print(f"N={n}, {a.num_procs} processes: failed: {type(e).__name__}: {str(e).splitlines()[0]}", flush=True)
             r = LoadResult(sessions=n, scheduler=a.schedulers.split(",")[0], procs=a.num_procs,
-                           errors=[f"{type(e).__name__}: {e}"], rss_warm=1.0, rss_after=float("nan"))
+                           errors=[f"{type(e).__name__}: {e}"])
         results.append(r)
         print(f"N={n} {r.scheduler}, {a.num_procs} processes: clicks {[round(c, 2) for c in r.clicks]}, "
               f"steps/s {[round(s, 1) for s in r.steps_per_s]}, errors {len(r.errors)}", flush=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 from .scheduler import current_priority, current_session
 
 WRITE_EVERY = 0.5  # seconds between two snapshots written to $EXPLORER_USAGE_FILE
+USAGE_FILE = os.environ.get("EXPLORER_USAGE_FILE")  # read once: a count on the handles' path costs no lookup
 
 _lock = threading.Lock()
 _by_class: Counter[str] = Counter()  # class name → images, every session, since the process started
@@ -37,8 +38,8 @@ def record(images: int) -> None:
         _by_class[name] += images
         if session is not None:
             _by_session.setdefault(session, Counter())[name] += images
-    if _writer is None and os.environ.get("EXPLORER_USAGE_FILE"):
-        _start_writer(os.environ["EXPLORER_USAGE_FILE"])
+    if _writer is None and USAGE_FILE:
+        _start_writer(USAGE_FILE)
 
 
 def forget(session: Hashable) -> None:
@@ -65,7 +66,6 @@ def _start_writer(template: str) -> None:
         if _writer is not None:
             return
         path = usage_path(template)
-
         stop = threading.Event()
 
         def write() -> None:
